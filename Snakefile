@@ -1,0 +1,23 @@
+# kdspectra: spectral geometry of knowledge distillation, regenerated from scratch.
+# The DAG: download -> prepare -> extract teacher embeddings -> train students ->
+# embed students -> spectrum -> noise -> collect -> tables and figures.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/teachers.smk"
+include: "workflow/rules/distill.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        final_targets(),
+    default_target: True

@@ -1,0 +1,248 @@
+"""Config validation: the JSON schema (types, ranges, defaults) plus cross-key checks.
+
+Runs when the Snakefile is parsed, so a bad config fails before any job starts, with one
+message that names the key, the value found and what was expected. Kept free of torch so
+parsing stays instant (Snakemake re-parses the Snakefile for every cluster job).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from kdspectra.errors import ConfigError
+from kdspectra.registry import DEFAULT_FORMATS, OFFLINE_FORMATS
+
+WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".safetensors", ".ckpt", ".npz")
+
+
+def load_schema(path: str | Path) -> dict[str, Any]:
+    """Read the YAML JSON-schema."""
+    return yaml.safe_load(Path(path).read_text())
+
+
+def _key(path: Any) -> str:
+    parts = [str(p) for p in path]
+    return ".".join(parts) if parts else "<top level>"
+
+
+def _expected(err: jsonschema.ValidationError) -> str:
+    v = err.validator_value
+    return {
+        "enum": f"one of {v}",
+        "type": f"a value of type {v}",
+        "minimum": f"a number >= {v}",
+        "maximum": f"a number <= {v}",
+        "exclusiveMinimum": f"a number > {v}",
+        "pattern": f"a string matching {v!r}",
+        "minItems": f"a list with at least {v} item(s)",
+        "minProperties": f"a mapping with at least {v} entry(ies)",
+        "uniqueItems": "a list without duplicates",
+        "minLength": "a non-empty string",
+    }.get(str(err.validator), err.message)
+
+
+def _format_error(err: jsonschema.ValidationError) -> str:
+    key = _key(err.absolute_path)
+    if err.validator == "additionalProperties":
+        known = sorted(err.schema.get("properties", {}))
+        return f"config key '{key}': {err.message}; known keys: {known}"
+    if err.validator == "required":
+        return f"config key '{key}': {err.message}"
+    if err.validator == "propertyNames":
+        return f"config key '{key}': names must match [A-Za-z0-9_]+, found {err.instance!r}"
+    return f"config key '{key}': expected {_expected(err)}, found {err.instance!r}"
+
+
+def check_schema(config: Mapping[str, Any], schema: Mapping[str, Any]) -> None:
+    """Raise ConfigError for the first (shallowest) schema violation."""
+    validator = jsonschema.Draft7Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.path)))
+    if errors:
+        raise ConfigError(_format_error(errors[0]))
+
+
+def _resolve_ref(schema: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, Any]:
+    ref = schema.get("$ref")
+    if not ref:
+        return schema
+    target: Any = root
+    for part in ref.lstrip("#/").split("/"):
+        target = target[part]
+    return {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+
+
+def fill_defaults(config: Any, schema: Mapping[str, Any], root: Mapping[str, Any]) -> Any:
+    """Return ``config`` with every schema default filled in, recursively.
+
+    Handles ``properties`` and ``additionalProperties`` (the named maps: datasets,
+    teachers, experiments), which ``snakemake.utils.validate`` leaves untouched.
+    """
+    schema = _resolve_ref(schema, root)
+    if not isinstance(config, dict):
+        return config
+    out = dict(config)
+    for key, sub in schema.get("properties", {}).items():
+        sub = _resolve_ref(sub, root)
+        if key not in out and "default" in sub:
+            out[key] = copy.deepcopy(sub["default"])
+        if key in out:
+            out[key] = fill_defaults(out[key], sub, root)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key in set(out) - set(schema.get("properties", {})):
+            out[key] = fill_defaults(out[key], extra, root)
+    return out
+
+
+def dataset_format(config: Mapping[str, Any], dataset: str) -> str:
+    """The archive layout of ``dataset``: explicit ``format`` or inferred from its name."""
+    spec = config["datasets"][dataset]
+    fmt = spec.get("format") or DEFAULT_FORMATS.get(dataset)
+    if fmt is None:
+        raise ConfigError(
+            f"config key 'datasets.{dataset}.format': cannot infer the archive layout from the "
+            f"name {dataset!r}; expected one of {sorted(set(DEFAULT_FORMATS.values()))}"
+        )
+    return fmt
+
+
+def needs_download(config: Mapping[str, Any], dataset: str) -> bool:
+    """True when the dataset comes from an archive (not shipped in a package)."""
+    return dataset_format(config, dataset) not in OFFLINE_FORMATS
+
+
+def is_weight_file(pretrained: Any) -> bool:
+    """A ``pretrained`` string that names a local file rather than a library tag."""
+    if not isinstance(pretrained, str) or pretrained.startswith("hf-hub:"):
+        return False
+    return os.sep in pretrained or pretrained.endswith(WEIGHT_SUFFIXES)
+
+
+def teacher_weights_source(spec: Mapping[str, Any]) -> str:
+    """How a teacher's weights are obtained: a tag, a file, the hub, or random init."""
+    pretrained = spec.get("pretrained")
+    if pretrained in (None, False):
+        return "random-init"
+    if pretrained is True:
+        return "pretrained (library default)"
+    return str(pretrained)
+
+
+def enabled_experiments(config: Mapping[str, Any]) -> list[str]:
+    """Names of the experiments this run computes, in config order."""
+    return [name for name, exp in config["experiments"].items() if exp.get("enabled", True)]
+
+
+def experiment_students(config: Mapping[str, Any], experiment: str) -> list[str]:
+    """The experiment's students (default: the top-level ``students`` list)."""
+    exp = config["experiments"][experiment]
+    return list(exp.get("students") or config["students"])
+
+
+def experiment_models(config: Mapping[str, Any], experiment: str) -> list[str]:
+    """Model ids of an experiment: ``teacher`` and ``<student>/<objective>/seed<k>``."""
+    exp = config["experiments"][experiment]
+    students = [
+        f"{s}/{o}/seed{k}"
+        for s in experiment_students(config, experiment)
+        for o in exp["objectives"]
+        for k in config["seeds"]
+    ]
+    return ["teacher", *students]
+
+
+def _check_datasets(config: Mapping[str, Any]) -> Iterator[str]:
+    for exp in enabled_experiments(config):
+        name = config["experiments"][exp]["dataset"]
+        if name not in config["datasets"]:
+            yield (
+                f"config key 'experiments.{exp}.dataset': unknown dataset {name!r}; "
+                f"known: {sorted(config['datasets'])}"
+            )
+            continue
+        dataset_format(config, name)
+        spec = config["datasets"][name]
+        if needs_download(config, name):
+            for key in ("url", "md5"):
+                if key not in spec:
+                    yield f"config key 'datasets.{name}.{key}': required for a downloaded archive"
+
+
+def _check_teachers(config: Mapping[str, Any]) -> Iterator[str]:
+    for name, spec in config["teachers"].items():
+        pre = spec.get("pretrained")
+        if is_weight_file(pre) and not Path(os.path.expanduser(pre)).is_file():
+            yield (
+                f"config key 'teachers.{name}.pretrained': weights file {pre!r} does not exist "
+                "(expected a tag such as 'openai', a local file, or null for random init)"
+            )
+        if spec["library"] == "open_clip" and pre == "openai" and "quickgelu" not in spec["model"].lower():
+            yield (
+                f"config key 'teachers.{name}.model': OpenAI weights need the QuickGELU "
+                f"architecture (e.g. 'ViT-B-32-quickgelu'), found {spec['model']!r}"
+            )
+
+
+def _check_experiments(config: Mapping[str, Any]) -> Iterator[str]:
+    if not enabled_experiments(config):
+        yield "config key 'experiments': no experiment is enabled; expected at least one"
+    for name in enabled_experiments(config):
+        exp = config["experiments"][name]
+        if exp["teacher"] not in config["teachers"]:
+            yield (
+                f"config key 'experiments.{name}.teacher': unknown teacher {exp['teacher']!r}; "
+                f"known: {sorted(config['teachers'])}"
+            )
+
+
+def _check_report(config: Mapping[str, Any]) -> Iterator[str]:
+    rep = config["report"]
+    enabled = enabled_experiments(config)
+    needs = {
+        "tables": (
+            {*rep["table_students"], *rep["ablation_students"], rep["fig1_student"]},
+            {"cosine", "cosine_infonce"},
+        ),
+        "figures": (set(), {"cosine", "cosine_infonce", rep["fig3_objective"]}),
+    }
+    for key, (students, objectives) in needs.items():
+        exp = rep[key]
+        if exp not in enabled:
+            yield f"config key 'report.{key}': {exp!r} is not an enabled experiment; known: {enabled}"
+            continue
+        have_s = set(experiment_students(config, exp))
+        have_o = set(config["experiments"][exp]["objectives"])
+        if not students <= have_s:
+            yield f"config key 'report.{key}': experiment {exp!r} lacks students {sorted(students - have_s)}"
+        if not objectives <= have_o:
+            yield f"config key 'report.{key}': experiment {exp!r} lacks objectives {sorted(objectives - have_o)}"
+
+
+def _check_device(config: Mapping[str, Any]) -> Iterator[str]:
+    if config["device"] == "cuda":
+        import torch  # only here: importing torch costs seconds at every parse
+
+        if not torch.cuda.is_available():
+            yield "config key 'device': 'cuda' was requested but no CUDA device is available here; use 'auto' or 'cpu'"
+
+
+def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate ``config`` and return it with defaults filled in.
+
+    Raises :class:`ConfigError` with the first problem found: schema violations first
+    (types, ranges, names), then cross-key checks (references between sections, files
+    that must exist, a CUDA device that must be present).
+    """
+    check_schema(config, schema)
+    resolved = fill_defaults(dict(config), schema, schema)
+    for check in (_check_datasets, _check_teachers, _check_experiments, _check_report, _check_device):
+        for problem in check(resolved):
+            raise ConfigError(problem)
+    return resolved

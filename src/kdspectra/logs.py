@@ -1,0 +1,48 @@
+"""Route a stage's logging, warnings and stray prints into its Snakemake log file.
+
+Every rule has a ``log:`` file; a researcher debugging a failed cluster job reads that
+file first, so it must hold everything: progress, throughput, warnings and the traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def log_to(path: str | Path | None, level: int = logging.INFO) -> Iterator[logging.Logger]:
+    """Send logging, stdout and stderr to ``path`` for the duration of the block.
+
+    Exceptions are logged with their traceback and re-raised, so Snakemake still sees the
+    failure while the log holds the full story.
+    """
+    logger = logging.getLogger("kdspectra")
+    if path is None:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        yield logger
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", buffering=1) as fh:
+        handler = logging.StreamHandler(fh)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root = logging.getLogger()
+        root.addHandler(handler)
+        root.setLevel(level)
+        logging.captureWarnings(True)
+        old_out, old_err = sys.stdout, sys.stderr
+        sys.stdout = sys.stderr = fh
+        try:
+            yield logger
+        except BaseException as exc:
+            fh.write(traceback.format_exc())
+            # The one-line reason also goes to the console, next to Snakemake's error.
+            old_err.write(f"{type(exc).__name__}: {exc} (full log: {path})\n")
+            raise
+        finally:
+            sys.stdout, sys.stderr = old_out, old_err
+            root.removeHandler(handler)

@@ -1,0 +1,86 @@
+"""Provenance: what made an artifact, stamped into every table and figure.
+
+A reader holding a figure must be able to find the exact code and config that produced
+it: the git commit (with a ``-dirty`` mark when the tree had local changes), a short hash
+of the resolved config, where the teacher weights came from, and the date.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import subprocess
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """Return a short, order-independent sha256 of a (resolved) config mapping."""
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def git_commit(repo: str | Path = ".") -> str:
+    """Return the short commit of ``repo`` (``-dirty`` if modified), or ``unknown``."""
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--short=10", "HEAD"],
+            capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{sha}-dirty" if dirty else sha
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What made a result; rendered as a footer line in tables and figures."""
+
+    commit: str
+    config_hash: str
+    teacher_weights: dict[str, str] = field(default_factory=dict)
+    date: str = field(default_factory=lambda: _dt.date.today().isoformat())
+
+    @property
+    def random_init(self) -> bool:
+        """True when any teacher used here was at random init (structural results only)."""
+        return any(src == "random-init" for src in self.teacher_weights.values())
+
+    def notice(self) -> str:
+        """The warning line that random-init results must carry, or an empty string."""
+        if not self.random_init:
+            return ""
+        names = ", ".join(k for k, v in self.teacher_weights.items() if v == "random-init")
+        return (
+            f"random-init teacher ({names}): numbers are structural only, "
+            "not comparable with the paper"
+        )
+
+    def footer(self) -> str:
+        """One line: commit, config hash, teacher weights source, date."""
+        weights = "; ".join(f"{k}={v}" for k, v in sorted(self.teacher_weights.items()))
+        return (
+            f"kdspectra commit {self.commit} | config {self.config_hash} | "
+            f"teacher weights: {weights or 'n/a'} | {self.date}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form, for JSON sidecars."""
+        return asdict(self) | {"random_init": self.random_init}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Provenance:
+        """Inverse of :meth:`to_dict` (ignores derived keys)."""
+        return cls(
+            commit=str(data["commit"]),
+            config_hash=str(data["config_hash"]),
+            teacher_weights=dict(data.get("teacher_weights", {})),
+            date=str(data.get("date", _dt.date.today().isoformat())),
+        )

@@ -1,0 +1,351 @@
+"""One function per workflow rule: the glue between artifact paths and the library.
+
+`workflow/scripts/*.py` only unpack ``snakemake.input/output/params/log`` and call one of
+these, so everything a rule does is reachable (and tested) without Snakemake. Heavy
+imports (torch, open_clip, timm, sklearn) happen inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from kdspectra.embeddings import load_embeddings, load_labels, save_embeddings
+from kdspectra.errors import ArtifactError
+from kdspectra.io import load_json, load_npy, save_csv, save_json, save_npy, save_parquet, save_text
+from kdspectra.provenance import Provenance
+
+log = logging.getLogger("kdspectra.stages")
+PathLike = str | Path
+
+
+# --------------------------------------------------------------------------- data
+
+
+def download_archive(url: str, md5: str, dest: PathLike) -> None:
+    """Fetch one dataset archive and verify its md5 (rule ``download``)."""
+    from kdspectra.download import download
+
+    download(url, md5, Path(dest))
+
+
+def prepare(fmt: str, archive: PathLike | None, outdir: PathLike, source: Mapping[str, Any]) -> None:
+    """Turn an archive into the prepared uint8 arrays (rule ``prepare_dataset``)."""
+    from kdspectra.datasets import prepare_dataset
+
+    info = prepare_dataset(fmt, Path(archive) if archive else None, Path(outdir))
+    save_json(Path(outdir) / "source.json", {**dict(source), "format": fmt, **info})
+
+
+def load_split(data_dir: PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Prepared images (uint8 N×32×32×3) and labels (int64 N) of one split, checked."""
+    labels = load_labels(Path(data_dir) / f"{split}_labels.npy")
+    images = load_npy(Path(data_dir) / f"{split}_images.npy", dtype=np.uint8, ndim=4, rows=len(labels))
+    return images, labels
+
+
+# --------------------------------------------------------------------------- teachers
+
+
+def _embed_noisy(
+    embed: Callable[[np.ndarray], np.ndarray], images: np.ndarray, sigmas: Sequence[float], seed: int
+) -> np.ndarray:
+    """Embed the test split under every noise level: an S×N×D float32 array."""
+    from kdspectra.noise import add_gaussian_noise
+
+    out = []
+    for sigma in sigmas:
+        t0 = time.perf_counter()
+        out.append(embed(add_gaussian_noise(images, float(sigma), seed)))
+        log.info("sigma=%.3f: %d images in %.1fs", sigma, len(images), time.perf_counter() - t0)
+    return np.stack(out).astype(np.float32)
+
+
+def extract_teacher(
+    spec: Mapping[str, Any],
+    device_name: str,
+    data_dir: PathLike,
+    out: Mapping[str, PathLike],
+    *,
+    probe_seed: int = 0,
+) -> None:
+    """Teacher embeddings of train and test, a JSON of how they were made, sanity metrics.
+
+    ``out`` holds ``train``, ``test`` (.npy), ``train_parquet``, ``test_parquet``,
+    ``meta`` and ``sanity`` (.json) paths (rule ``extract_teacher``).
+    """
+    from kdspectra.device import resolve_device
+    from kdspectra.probe import fit_probe
+    from kdspectra.spectrum import effective_rank
+    from kdspectra.teachers import build_teacher
+
+    device = resolve_device(device_name)
+    teacher = build_teacher(spec, device=device)
+    results, rates = {}, {}
+    for split in ("train", "test"):
+        images, labels = load_split(data_dir, split)
+        t0 = time.perf_counter()
+        emb = teacher.embed(images, batch_size=int(spec.get("batch_size", 256)))
+        rates[split] = len(images) / max(time.perf_counter() - t0, 1e-9)
+        log.info("%s: %d images at %.0f img/s", split, len(images), rates[split])
+        save_embeddings(out[split], out[f"{split}_parquet"], emb, labels, split)
+        results[split] = (emb, labels)
+    meta = {**teacher.describe(), "device": str(device), "images_per_s": rates}
+    save_json(out["meta"], meta)
+    probe = fit_probe(*results["train"], seed=probe_seed)
+    sanity = {
+        "effective_rank_test": effective_rank(results["test"][0]),
+        "linear_probe_accuracy": probe.accuracy(*results["test"]),
+        "probe_C": probe.C,
+        "weights_source": teacher.weights_source,
+    }
+    log.info("teacher sanity: %s", sanity)
+    save_json(out["sanity"], sanity)
+
+
+def extract_teacher_noisy(
+    spec: Mapping[str, Any], device_name: str, data_dir: PathLike, sigmas: Sequence[float], seed: int, out: PathLike
+) -> None:
+    """Teacher embeddings of the test split at every noise level (rule ``extract_teacher_noisy``)."""
+    from kdspectra.device import resolve_device
+    from kdspectra.teachers import build_teacher
+
+    teacher = build_teacher(spec, device=resolve_device(device_name))
+    images, _ = load_split(data_dir, "test")
+    bs = int(spec.get("batch_size", 256))
+    save_npy(out, _embed_noisy(lambda x: teacher.embed(x, batch_size=bs), images, sigmas, seed))
+
+
+# --------------------------------------------------------------------------- students
+
+
+def train_config(training: Mapping[str, Any], objective: str, seed: int) -> Any:
+    """Map the config's ``training`` section to a :class:`kdspectra.train.TrainConfig`."""
+    from kdspectra.train import TrainConfig
+
+    aug, nce = training["augment"], training["infonce"]
+    return TrainConfig(
+        objective=objective,
+        epochs=int(training["epochs"]),
+        batch_size=int(training["batch_size"]),
+        lr=float(training["lr"]),
+        weight_decay=float(training["weight_decay"]),
+        warmup_epochs=float(training["warmup_epochs"]),
+        infonce_weight=float(nce["weight"]),
+        temperature=float(nce["temperature"]),
+        crop_padding=int(aug["crop_padding"]),
+        jitter=float(aug["jitter"]),
+        grayscale_p=float(aug["grayscale_p"]),
+        width_mult=float(training["width_mult"]),
+        compile=bool(training["compile"]),
+        seed=int(seed),
+    )
+
+
+def train(
+    student: str,
+    objective: str,
+    seed: int,
+    training: Mapping[str, Any],
+    device_name: str,
+    data_dir: PathLike,
+    teacher_train: PathLike,
+    out: Mapping[str, PathLike],
+    checkpoint: PathLike,
+) -> None:
+    """Distil one student (rule ``train_student``); resumes from ``checkpoint``."""
+    from kdspectra.device import resolve_device
+    from kdspectra.train import train_student
+
+    images, labels = load_split(data_dir, "train")
+    teacher_emb = load_embeddings(teacher_train, rows=len(labels))
+    train_student(
+        student,
+        images,
+        teacher_emb,
+        train_config(training, objective, seed),
+        device=resolve_device(device_name),
+        weights_out=Path(out["weights"]),
+        metrics_out=Path(out["metrics"]),
+        meta_out=Path(out["meta"]),
+        checkpoint=Path(checkpoint),
+    )
+
+
+def _load_trained(weights: PathLike, meta_path: PathLike, device: Any) -> Any:
+    from kdspectra.train import load_student
+
+    meta = load_json(meta_path)
+    return load_student(
+        Path(weights), meta["student"], int(meta["embed_dim"]), width_mult=float(meta["width_mult"]), device=device
+    )
+
+
+def embed_student(
+    weights: PathLike,
+    meta: PathLike,
+    device_name: str,
+    data_dir: PathLike,
+    out: Mapping[str, PathLike],
+    *,
+    batch_size: int,
+    sigmas: Sequence[float],
+    noise_seed: int,
+) -> None:
+    """Student embeddings of train, test and the noisy test copies (rule ``embed_student``).
+
+    Rows keep the teacher's order (row i = image i of the split), so spectra, cosine to
+    the teacher and probes compare like with like.
+    """
+    from kdspectra.device import resolve_device
+    from kdspectra.train import embed_images
+
+    device = resolve_device(device_name)
+    model = _load_trained(weights, meta, device)
+
+    def embed(images: np.ndarray) -> np.ndarray:
+        return embed_images(model, images, device=device, batch_size=batch_size)
+
+    for split in ("train", "test"):
+        images, labels = load_split(data_dir, split)
+        save_embeddings(out[split], out[f"{split}_parquet"], embed(images), labels, split)
+    save_npy(out["test_noisy"], _embed_noisy(embed, images, sigmas, noise_seed))
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def spectrum(test_emb: PathLike, out_parquet: PathLike, out_json: PathLike, teacher_test: PathLike | None) -> None:
+    """Singular values and effective ranks of one model's test embeddings (rule ``spectrum``).
+
+    For students, also the mean cosine similarity to the teacher on the same images:
+    InfoNCE trades alignment for uniformity and a reader must see both.
+    """
+    from kdspectra.spectrum import effective_rank_from_singular_values, singular_values
+
+    emb = load_embeddings(test_emb)
+    sv = singular_values(emb)
+    stats: dict[str, Any] = {
+        "n": int(emb.shape[0]),
+        "dim": int(emb.shape[1]),
+        "effective_rank": effective_rank_from_singular_values(sv, "entropy"),
+        "effective_rank_rv": effective_rank_from_singular_values(sv, "roy_vetterli"),
+        "cos_to_teacher": float("nan"),
+    }
+    if teacher_test is not None:
+        teacher = load_embeddings(teacher_test, rows=emb.shape[0], dim=emb.shape[1])
+        stats["cos_to_teacher"] = mean_cosine(emb, teacher)
+    save_parquet(out_parquet, pd.DataFrame({"index": np.arange(len(sv)), "singular_value": sv}))
+    save_json(out_json, stats)
+
+
+def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean row-wise cosine similarity of two equally shaped matrices (float64)."""
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    num = (a64 * b64).sum(axis=1)
+    den = np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1)
+    return float(np.mean(num / np.maximum(den, 1e-12)))
+
+
+def noise(
+    train_emb: PathLike,
+    train_labels: PathLike,
+    noisy_test: PathLike,
+    test_labels: PathLike,
+    sigmas: Sequence[float],
+    seed: int,
+    out: PathLike,
+) -> None:
+    """Linear-probe accuracy under every noise level (rule ``noise``)."""
+    from kdspectra.probe import fit_probe, noise_accuracy
+
+    ytr, yte = load_labels(train_labels), load_labels(test_labels)
+    xtr = load_embeddings(train_emb, rows=len(ytr))
+    noisy = load_npy(noisy_test, dtype=np.float32, ndim=3, finite=True)
+    if noisy.shape[0] != len(sigmas) or noisy.shape[1] != len(yte) or noisy.shape[2] != xtr.shape[1]:
+        raise ArtifactError(
+            f"{noisy_test}: expected shape ({len(sigmas)}, {len(yte)}, {xtr.shape[1]}) "
+            f"(sigmas, test rows, dim), found {noisy.shape}"
+        )
+    probe = fit_probe(xtr, ytr, seed=seed)
+    frame = noise_accuracy(probe, noisy, yte, list(sigmas))
+    frame["probe_C"] = probe.C
+    save_parquet(out, frame)
+
+
+def parse_model(model: str) -> dict[str, Any]:
+    """``teacher`` or ``<student>/<objective>/seed<k>`` → summary key columns."""
+    if model == "teacher":
+        return {"role": "teacher", "student": "", "objective": "", "seed": -1}
+    student, objective, seed = model.split("/")
+    return {"role": "student", "student": student, "objective": objective, "seed": int(seed.removeprefix("seed"))}
+
+
+def collect(records: Sequence[Mapping[str, Any]], summary_out: PathLike, noise_out: PathLike) -> None:
+    """Gather every model's metrics into the run summary and the long noise table.
+
+    Each record names ``experiment, dataset, teacher, model`` and the paths of its
+    ``spectrum`` JSON, ``noise`` Parquet and ``meta`` JSON (rule ``collect``).
+    """
+    rows, noise_rows = [], []
+    for rec in records:
+        keys = {"experiment": rec["experiment"], "dataset": rec["dataset"], "teacher": rec["teacher"]}
+        keys |= parse_model(rec["model"])
+        spec = load_json(rec["spectrum"])
+        curve = pd.read_parquet(rec["noise"])
+        clean = curve.loc[curve["sigma"] == 0.0, "accuracy"]
+        rows.append(
+            keys
+            | {
+                "params": int(load_json(rec["meta"])["params"]),
+                "effective_rank": spec["effective_rank"],
+                "effective_rank_rv": spec["effective_rank_rv"],
+                "cos_to_teacher": spec["cos_to_teacher"],
+                "clean_accuracy": float(clean.iloc[0]) if len(clean) else float("nan"),
+            }
+        )
+        noise_rows.append(curve[["sigma", "accuracy"]].assign(**keys))
+    save_parquet(summary_out, pd.DataFrame(rows))
+    cols = ["experiment", "dataset", "teacher", "role", "student", "objective", "seed", "sigma", "accuracy"]
+    save_parquet(noise_out, pd.concat(noise_rows, ignore_index=True)[cols])
+
+
+# --------------------------------------------------------------------------- report
+
+
+def write_resolved_config(config: Mapping[str, Any], out: PathLike) -> None:
+    """Record the exact config the run used (defaults filled in)."""
+    import yaml
+
+    save_text(out, yaml.safe_dump(dict(config), sort_keys=False))
+
+
+def write_table(kind: str, summary: PathLike, noise_table: PathLike, options: Mapping[str, Any],
+                prov: Mapping[str, Any], out: Mapping[str, PathLike]) -> None:
+    """Render one table (``table1``, ``table2``, ``ablation``, ``teachers``, ``fig2``, ``fig3``)."""
+    from kdspectra import tables
+
+    frame = tables.build(kind, pd.read_parquet(summary), pd.read_parquet(noise_table), **options)
+    provenance = Provenance.from_dict(prov)
+    save_csv(out["csv"], frame)
+    if "md" in out:
+        save_text(out["md"], tables.to_markdown(frame, kind, provenance))
+    if "tex" in out:
+        save_text(out["tex"], tables.to_latex(frame, kind, provenance))
+
+
+def write_paper_comparison(summary: PathLike, noise_table: PathLike, options: Mapping[str, Any],
+                           prov: Mapping[str, Any], out: PathLike) -> None:
+    """Every number of the paper beside ours (rule ``paper_comparison``)."""
+    from kdspectra import tables
+
+    text = tables.paper_comparison(
+        pd.read_parquet(summary), pd.read_parquet(noise_table), Provenance.from_dict(prov), **options
+    )
+    save_text(out, text)

@@ -1,0 +1,142 @@
+"""Config validation: the shipped configs are valid; each malformed config fails before
+any job runs with one message naming the key, the value and what was expected."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kdspectra import registry
+from kdspectra.config import experiment_models, fill_defaults, load_schema, validate_config
+from kdspectra.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
+PAPER = yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def merged(overlay: Path) -> dict[str, Any]:
+    """The paper config with an overlay applied the way Snakemake's --configfile does."""
+    from snakemake.utils import update_config
+
+    cfg = copy.deepcopy(PAPER)
+    update_config(cfg, yaml.safe_load(overlay.read_text()))
+    return cfg
+
+
+def test_paper_config_is_valid_and_complete() -> None:
+    cfg = validate_config(PAPER, SCHEMA)
+    assert cfg["teachers"]["clip_vit_b32"]["pretrained"] == "openai"
+    assert cfg["datasets"]["cifar10"]["md5"] == "c32a1d4ab5d03f1284b67883e8d87530"
+    assert cfg["datasets"]["cifar100"]["md5"] == "03b5dce01913d631647c71ecec9e9cb8"
+    assert len(experiment_models(cfg, "clip_cifar10")) == 1 + 5 * 2
+    assert cfg["training"]["infonce"]["temperature"] > 0
+
+
+def test_demo_overlay_replaces_only_what_it_names() -> None:
+    cfg = validate_config(merged(REPO / "config" / "demo.yaml"), SCHEMA)
+    assert cfg["name"] == "demo" and cfg["device"] == "cpu"
+    assert cfg["teachers"]["clip_vit_b32"]["model"] == "ViT-B-32-quickgelu"
+    assert cfg["teachers"]["clip_vit_b32"]["pretrained"] is None
+    assert not cfg["experiments"]["clip_cifar10"]["enabled"]
+    assert cfg["training"]["infonce"]["weight"] == 1.0
+
+
+def test_defaults_fill_named_maps() -> None:
+    cfg = fill_defaults({"teachers": {"t": {"library": "timm", "model": "m"}}}, SCHEMA, SCHEMA)
+    assert cfg["teachers"]["t"]["pretrained"] is None
+    assert cfg["teachers"]["t"]["batch_size"] == 256
+    assert cfg["evaluation"]["noise_sigmas"][0] == 0.0
+
+
+def test_registry_matches_schema() -> None:
+    props = SCHEMA["properties"]
+    assert tuple(props["students"]["items"]["enum"]) == registry.STUDENTS
+    objectives = props["experiments"]["additionalProperties"]["properties"]["objectives"]
+    assert tuple(objectives["items"]["enum"]) == registry.OBJECTIVES
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def mutate(cfg: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node = cfg
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        node[last] = value
+
+    return mutate
+
+
+def _delete(path: str) -> Callable[[dict[str, Any]], None]:
+    def mutate(cfg: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node = cfg
+        for key in parents:
+            node = node[key]
+        del node[last]
+
+    return mutate
+
+
+MALFORMED = {
+    "unknown student": (_set("experiments.clip_cifar10.students", ["cnn_xl"]), ["experiments.clip_cifar10.students.0", "cnn_xl", "cnn_s"]),
+    "unknown objective": (_set("experiments.clip_cifar10.objectives", ["mse"]), ["objectives", "mse", "cosine_infonce"]),
+    "unknown teacher": (_set("experiments.clip_cifar10.teacher", "vit_h14"), ["experiments.clip_cifar10.teacher", "vit_h14", "clip_vit_b32"]),
+    "unknown dataset": (_set("experiments.clip_cifar10.dataset", "imagenet"), ["experiments.clip_cifar10.dataset", "imagenet", "cifar10"]),
+    "unknown library": (_set("teachers.clip_vit_b32.library", "keras"), ["teachers.clip_vit_b32.library", "keras", "open_clip"]),
+    "epochs is a string": (_set("training.epochs", "ten"), ["training.epochs", "ten", "integer"]),
+    "zero epochs": (_set("training.epochs", 0), ["training.epochs", "0", ">= 1"]),
+    "negative batch": (_set("training.batch_size", -8), ["training.batch_size", "-8"]),
+    "zero lr": (_set("training.lr", 0), ["training.lr", "> 0"]),
+    "negative temperature": (_set("training.infonce.temperature", -0.1), ["training.infonce.temperature", "-0.1"]),
+    "empty experiments": (_set("experiments", {}), ["experiments", "at least 1"]),
+    "all experiments disabled": (
+        lambda c: [e.update(enabled=False) for e in c["experiments"].values()],
+        ["experiments", "no experiment is enabled"],
+    ),
+    "sigma above one": (_set("evaluation.noise_sigmas", [0.0, 1.5]), ["evaluation.noise_sigmas.1", "1.5", "<= 1"]),
+    "negative sigma": (_set("evaluation.noise_sigmas", [-0.1]), ["evaluation.noise_sigmas.0", "-0.1"]),
+    "duplicate seeds": (_set("seeds", [0, 1, 1]), ["seeds", "without duplicates"]),
+    "ftp url": (_set("datasets.cifar10.url", "ftp://example.org/c.tar.gz"), ["datasets.cifar10.url", "ftp://", "https?|file"]),
+    "short md5": (_set("datasets.cifar10.md5", "abc123"), ["datasets.cifar10.md5", "abc123", "0-9a-f"]),
+    "missing md5": (_delete("datasets.cifar100.md5"), ["datasets.cifar100.md5", "required"]),
+    "missing weights file": (
+        _set("teachers.clip_vit_b32.pretrained", "/nonexistent/clip.bin"),
+        ["teachers.clip_vit_b32.pretrained", "/nonexistent/clip.bin", "does not exist"],
+    ),
+    "openai weights without quickgelu": (_set("teachers.clip_vit_b32.model", "ViT-B-32"), ["teachers.clip_vit_b32.model", "QuickGELU"]),
+    "unknown top-level key": (_set("epochs", 3), ["Additional properties", "epochs", "training"]),
+    "bad device": (_set("device", "tpu"), ["device", "tpu", "cuda"]),
+    "report on disabled experiment": (_set("report.tables", "nope"), ["report.tables", "nope"]),
+    "slash in experiment name": (
+        lambda c: c["experiments"].update({"a/b": c["experiments"]["clip_cifar10"]}),
+        ["experiments", "a/b", "[A-Za-z0-9_]+"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_config_fails_with_named_key(case: str) -> None:
+    mutate, fragments = MALFORMED[case]
+    cfg = copy.deepcopy(PAPER)
+    mutate(cfg)
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg, SCHEMA)
+    message = str(err.value)
+    for fragment in fragments:
+        assert fragment in message, f"{case}: {fragment!r} not in {message!r}"
+
+
+def test_cuda_requested_without_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg = copy.deepcopy(PAPER)
+    cfg["device"] = "cuda"
+    with pytest.raises(ConfigError, match="'device'.*cuda"):
+        validate_config(cfg, SCHEMA)

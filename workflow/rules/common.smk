@@ -1,0 +1,260 @@
+# Config validation, path helpers and input functions shared by every stage.
+import os
+import sys
+from pathlib import Path
+
+SRC = str(Path(workflow.basedir) / "src")
+if SRC not in sys.path:
+    sys.path.insert(0, SRC)
+# Jobs (local, --use-conda or SLURM) import kdspectra from this checkout.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (SRC, os.environ.get("PYTHONPATH", "")) if p
+)
+
+from kdspectra.config import (
+    dataset_format,
+    enabled_experiments,
+    experiment_models,
+    experiment_students,
+    load_schema,
+    needs_download,
+    teacher_weights_source,
+    validate_config,
+)
+from kdspectra.errors import ConfigError
+from kdspectra.provenance import config_hash, git_commit
+
+try:
+    _resolved = validate_config(
+        config, load_schema(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+    )
+except ConfigError as exc:
+    raise WorkflowError(f"invalid config: {exc}") from None
+config.clear()
+config.update(_resolved)
+
+RUN = f"results/{config['name']}"
+DATA = "results/data"
+ENV = "../../envs/kdspectra.yaml"
+# GPU rules ask the scheduler for one GPU unless the run is pinned to the CPU (on a
+# cluster the submit host has no GPU, so `auto` must still request one).
+GPU = 0 if config["device"] == "cpu" else 1
+MODEL_RE = r"teacher|[a-z_]+/(cosine|cosine_infonce)/seed[0-9]+"
+
+
+wildcard_constraints:
+    dataset=r"[A-Za-z0-9_]+",
+    teacher=r"[A-Za-z0-9_]+",
+    experiment=r"[A-Za-z0-9_]+",
+    student=r"[a-z_]+",
+    objective=r"cosine|cosine_infonce",
+    seed=r"[0-9]+",
+    model=MODEL_RE,
+    table=r"table1|table2|ablation",
+
+
+# ---------------------------------------------------------------- paths
+
+
+def data_dir(dataset):
+    return f"{DATA}/{dataset}"
+
+
+def split_files(dataset, splits=("train", "test")):
+    return [
+        f"{DATA}/{dataset}/{s}_{kind}.npy" for s in splits for kind in ("images", "labels")
+    ]
+
+
+def teacher_dir(dataset, teacher):
+    return f"{RUN}/embeddings/{dataset}/{teacher}"
+
+
+def student_dir(experiment, student, objective, seed):
+    return f"{RUN}/students/{experiment}/{student}/{objective}/seed{seed}"
+
+
+def experiment(name):
+    return config["experiments"][name]
+
+
+def model_dir(exp, model):
+    """Directory holding the embeddings of ``model`` (teacher or student) in ``exp``."""
+    e = experiment(exp)
+    if model == "teacher":
+        return teacher_dir(e["dataset"], e["teacher"])
+    return f"{RUN}/students/{exp}/{model}"
+
+
+def model_meta(exp, model):
+    return f"{model_dir(exp, model)}/meta.json"
+
+
+# ---------------------------------------------------------------- input functions
+
+
+def archive_input(wildcards):
+    if needs_download(config, wildcards.dataset):
+        return f"results/downloads/{wildcards.dataset}.tar.gz"
+    return []
+
+
+def dataset_input(wildcards):
+    return split_files(wildcards.dataset)
+
+
+def test_data_input(wildcards):
+    return split_files(wildcards.dataset, ("test",))
+
+
+def train_student_input(wildcards):
+    e = experiment(wildcards.experiment)
+    return {
+        "data": split_files(e["dataset"], ("train",)),
+        "teacher": f"{teacher_dir(e['dataset'], e['teacher'])}/train.npy",
+    }
+
+
+def embed_student_input(wildcards):
+    e = experiment(wildcards.experiment)
+    d = student_dir(wildcards.experiment, wildcards.student, wildcards.objective, wildcards.seed)
+    return {
+        "weights": f"{d}/model.safetensors",
+        "meta": f"{d}/meta.json",
+        "data": split_files(e["dataset"]),
+    }
+
+
+def spectrum_input(wildcards):
+    e = experiment(wildcards.experiment)
+    inputs = {"test": f"{model_dir(wildcards.experiment, wildcards.model)}/test.npy"}
+    if wildcards.model != "teacher":
+        inputs["teacher"] = f"{teacher_dir(e['dataset'], e['teacher'])}/test.npy"
+    return inputs
+
+
+def noise_input(wildcards):
+    e = experiment(wildcards.experiment)
+    d = model_dir(wildcards.experiment, wildcards.model)
+    return {
+        "train": f"{d}/train.npy",
+        "noisy": f"{d}/test_noisy.npy",
+        "train_labels": f"{DATA}/{e['dataset']}/train_labels.npy",
+        "test_labels": f"{DATA}/{e['dataset']}/test_labels.npy",
+    }
+
+
+def collect_records():
+    """One record per (experiment, model): where its metrics live."""
+    records = []
+    for exp in enabled_experiments(config):
+        e = experiment(exp)
+        for model in experiment_models(config, exp):
+            records.append(
+                {
+                    "experiment": exp,
+                    "dataset": e["dataset"],
+                    "teacher": e["teacher"],
+                    "model": model,
+                    "spectrum": f"{RUN}/spectra/{exp}/{model}.json",
+                    "noise": f"{RUN}/noise/{exp}/{model}.parquet",
+                    "meta": model_meta(exp, model),
+                }
+            )
+    return records
+
+
+def collect_input(wildcards):
+    return [r[k] for r in collect_records() for k in ("spectrum", "noise", "meta")]
+
+
+def fig1_input(wildcards):
+    exp = config["report"]["tables"]
+    student = config["report"]["fig1_student"]
+    models = ["teacher"] + [
+        f"{student}/{o}/seed{k}" for o in ("cosine", "cosine_infonce") for k in config["seeds"]
+    ]
+    return [f"{RUN}/spectra/{exp}/{m}.parquet" for m in models]
+
+
+# ---------------------------------------------------------------- params
+
+
+def training_device():
+    return config["device"]
+
+
+def provenance():
+    """Commit, config hash and teacher weight sources, stamped on every table/figure."""
+    return {
+        "commit": git_commit(workflow.basedir),
+        "config_hash": config_hash(config),
+        "teacher_weights": {
+            experiment(exp)["teacher"]: teacher_weights_source(
+                config["teachers"][experiment(exp)["teacher"]]
+            )
+            for exp in enabled_experiments(config)
+        },
+    }
+
+
+def table_options(kind):
+    rep = config["report"]
+    if kind in ("table1", "table2", "ablation"):
+        students = rep["ablation_students" if kind == "ablation" else "table_students"]
+        return {"experiment": rep["tables"], "students": students}
+    if kind == "fig2":
+        return {"experiment": rep["figures"]}
+    if kind == "fig3":
+        return {"experiment": rep["figures"], "objective": rep["fig3_objective"]}
+    return {}
+
+
+# ---------------------------------------------------------------- targets
+
+TABLES = ["table1", "table2", "ablation"]
+FIGURES = ["fig1_spectrum", "fig2_effective_rank", "fig3_noise_robustness"]
+
+
+def final_targets():
+    targets = [f"{RUN}/config.resolved.yaml", f"{RUN}/tables/paper_comparison.md"]
+    targets += [f"{RUN}/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md", "tex")]
+    targets += [f"{RUN}/tables/{t}.csv" for t in ("teachers", "fig2", "fig3")]
+    targets += [f"{RUN}/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
+    for exp in enabled_experiments(config):
+        e = experiment(exp)
+        targets.append(f"{teacher_dir(e['dataset'], e['teacher'])}/sanity.json")
+    return targets
+
+
+FIGURE_TABLES = {"fig2_effective_rank": "fig2", "fig3_noise_robustness": "fig3"}
+
+
+def figure_input(wildcards):
+    if wildcards.figure == "fig1_spectrum":
+        return {"spectra": fig1_input(wildcards)}
+    return {"table": f"{RUN}/tables/{FIGURE_TABLES[wildcards.figure]}.csv"}
+
+
+def figure_options(figure):
+    rep = config["report"]
+    if figure == "fig1_spectrum":
+        return {
+            "experiment": rep["tables"],
+            "student": rep["fig1_student"],
+            "teacher": experiment(rep["tables"])["teacher"],
+            "seeds": config["seeds"],
+        }
+    return {
+        "experiment": rep["figures"],
+        "teacher": experiment(rep["figures"])["teacher"],
+    }
+
+
+def paper_comparison_options():
+    rep = config["report"]
+    return {
+        "tables_experiment": rep["tables"],
+        "figures_experiment": rep["figures"],
+        "fig3_objective": rep["fig3_objective"],
+    }

@@ -1,0 +1,48 @@
+# Data stage: download the archive (submit host: compute nodes often have no internet),
+# verify its md5, and prepare uint8 arrays shared by every run.
+
+
+localrules:
+    download,
+
+
+rule download:
+    output:
+        "results/downloads/{dataset}.tar.gz",
+    params:
+        url=lambda wc: config["datasets"][wc.dataset]["url"],
+        md5=lambda wc: config["datasets"][wc.dataset]["md5"],
+    log:
+        "results/logs/download/{dataset}.log",
+    conda:
+        ENV
+    retries: 2
+    script:
+        "../scripts/download.py"
+
+
+rule prepare_dataset:
+    input:
+        archive=archive_input,
+    output:
+        images=expand(
+            "results/data/{{dataset}}/{split}_images.npy", split=["train", "test"]
+        ),
+        labels=expand(
+            "results/data/{{dataset}}/{split}_labels.npy", split=["train", "test"]
+        ),
+        classes="results/data/{dataset}/classes.txt",
+        source="results/data/{dataset}/source.json",
+    params:
+        fmt=lambda wc: dataset_format(config, wc.dataset),
+        source=lambda wc: config["datasets"][wc.dataset],
+        outdir=lambda wc: data_dir(wc.dataset),
+    log:
+        "results/logs/prepare/{dataset}.log",
+    conda:
+        ENV
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    script:
+        "../scripts/prepare_dataset.py"

@@ -1,0 +1,60 @@
+# Evaluation stage: per model (teacher included) the singular value spectrum and
+# effective rank of its test embeddings, and linear-probe accuracy under Gaussian noise;
+# then one summary table of the whole run.
+
+
+rule spectrum:
+    input:
+        unpack(spectrum_input),
+    output:
+        values=f"{RUN}/spectra/{{experiment}}/{{model}}.parquet",
+        stats=f"{RUN}/spectra/{{experiment}}/{{model}}.json",
+    log:
+        f"{RUN}/logs/spectrum/{{experiment}}/{{model}}.log",
+    benchmark:
+        f"{RUN}/benchmarks/spectrum/{{experiment}}/{{model}}.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    script:
+        "../scripts/spectrum.py"
+
+
+rule noise:
+    input:
+        unpack(noise_input),
+    output:
+        f"{RUN}/noise/{{experiment}}/{{model}}.parquet",
+    params:
+        sigmas=config["evaluation"]["noise_sigmas"],
+        seed=config["evaluation"]["probe_seed"],
+    log:
+        f"{RUN}/logs/noise/{{experiment}}/{{model}}.log",
+    benchmark:
+        f"{RUN}/benchmarks/noise/{{experiment}}/{{model}}.tsv"
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=16000,
+        runtime=60,
+    script:
+        "../scripts/noise.py"
+
+
+rule collect:
+    input:
+        collect_input,
+    output:
+        summary=f"{RUN}/summary.parquet",
+        noise=f"{RUN}/noise.parquet",
+    params:
+        records=collect_records(),
+    log:
+        f"{RUN}/logs/collect.log",
+    conda:
+        ENV
+    script:
+        "../scripts/collect.py"

@@ -1,0 +1,115 @@
+# Report stage: Tables I-II, the ablation, the teachers table, the data behind Figures 2
+# and 3, the paper comparison, Figures 1-3 and the resolved config. Cheap, so they run on
+# the submit host.
+
+
+localrules:
+    resolved_config,
+    collect,
+    table,
+    data_table,
+    paper_comparison,
+    figure,
+
+
+rule resolved_config:
+    output:
+        f"{RUN}/config.resolved.yaml",
+    params:
+        config=config,
+    log:
+        f"{RUN}/logs/resolved_config.log",
+    conda:
+        ENV
+    script:
+        "../scripts/resolved_config.py"
+
+
+rule table:
+    input:
+        summary=f"{RUN}/summary.parquet",
+        noise=f"{RUN}/noise.parquet",
+    output:
+        csv=report(
+            f"{RUN}/tables/{{table}}.csv",
+            caption="../report/{table}.rst",
+            category="Tables",
+        ),
+        md=f"{RUN}/tables/{{table}}.md",
+        tex=f"{RUN}/tables/{{table}}.tex",
+    params:
+        options=lambda wc: table_options(wc.table),
+        provenance=provenance(),
+    log:
+        f"{RUN}/logs/tables/{{table}}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/table.py"
+
+
+rule data_table:
+    input:
+        summary=f"{RUN}/summary.parquet",
+        noise=f"{RUN}/noise.parquet",
+    output:
+        csv=report(
+            f"{RUN}/tables/{{data_table}}.csv",
+            caption="../report/{data_table}.rst",
+            category="Tables",
+        ),
+    params:
+        options=lambda wc: table_options(wc.data_table),
+        provenance=provenance(),
+    wildcard_constraints:
+        data_table=r"teachers|fig2|fig3",
+    log:
+        f"{RUN}/logs/tables/{{data_table}}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/table.py"
+
+
+rule paper_comparison:
+    input:
+        summary=f"{RUN}/summary.parquet",
+        noise=f"{RUN}/noise.parquet",
+    output:
+        report(
+            f"{RUN}/tables/paper_comparison.md",
+            caption="../report/paper_comparison.rst",
+            category="Tables",
+        ),
+    params:
+        options=paper_comparison_options(),
+        provenance=provenance(),
+    log:
+        f"{RUN}/logs/tables/paper_comparison.log",
+    conda:
+        ENV
+    script:
+        "../scripts/paper_comparison.py"
+
+
+rule figure:
+    input:
+        unpack(figure_input),
+    output:
+        png=report(
+            f"{RUN}/figures/{{figure}}.png",
+            caption="../report/{figure}.rst",
+            category="Figures",
+        ),
+        pdf=f"{RUN}/figures/{{figure}}.pdf",
+    params:
+        options=lambda wc: figure_options(wc.figure),
+        provenance=provenance(),
+    wildcard_constraints:
+        figure=r"fig1_spectrum|fig2_effective_rank|fig3_noise_robustness",
+    log:
+        f"{RUN}/logs/figures/{{figure}}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/figure.py"

@@ -1,0 +1,58 @@
+# Teacher stage: embed the train and test splits (and the noisy test copies) once per
+# (dataset, teacher); every student of every experiment on that pair reuses them.
+
+
+rule extract_teacher:
+    input:
+        data=dataset_input,
+    output:
+        train=f"{RUN}/embeddings/{{dataset}}/{{teacher}}/train.npy",
+        test=f"{RUN}/embeddings/{{dataset}}/{{teacher}}/test.npy",
+        train_parquet=f"{RUN}/embeddings/{{dataset}}/{{teacher}}/train.parquet",
+        test_parquet=f"{RUN}/embeddings/{{dataset}}/{{teacher}}/test.parquet",
+        meta=f"{RUN}/embeddings/{{dataset}}/{{teacher}}/meta.json",
+        sanity=f"{RUN}/embeddings/{{dataset}}/{{teacher}}/sanity.json",
+    params:
+        spec=lambda wc: config["teachers"][wc.teacher],
+        device=training_device(),
+        data_dir=lambda wc: data_dir(wc.dataset),
+        probe_seed=config["evaluation"]["probe_seed"],
+    log:
+        f"{RUN}/logs/extract_teacher/{{dataset}}/{{teacher}}.log",
+    benchmark:
+        f"{RUN}/benchmarks/extract_teacher/{{dataset}}/{{teacher}}.tsv"
+    conda:
+        ENV
+    threads: 4
+    resources:
+        gpu=GPU,
+        mem_mb=24000,
+        runtime=60,
+    script:
+        "../scripts/extract_teacher.py"
+
+
+rule extract_teacher_noisy:
+    input:
+        data=test_data_input,
+    output:
+        f"{RUN}/embeddings/{{dataset}}/{{teacher}}/test_noisy.npy",
+    params:
+        spec=lambda wc: config["teachers"][wc.teacher],
+        device=training_device(),
+        data_dir=lambda wc: data_dir(wc.dataset),
+        sigmas=config["evaluation"]["noise_sigmas"],
+        seed=config["evaluation"]["noise_seed"],
+    log:
+        f"{RUN}/logs/extract_teacher_noisy/{{dataset}}/{{teacher}}.log",
+    benchmark:
+        f"{RUN}/benchmarks/extract_teacher_noisy/{{dataset}}/{{teacher}}.tsv"
+    conda:
+        ENV
+    threads: 4
+    resources:
+        gpu=GPU,
+        mem_mb=24000,
+        runtime=60,
+    script:
+        "../scripts/extract_teacher_noisy.py"

@@ -1,0 +1,15 @@
+"""Rules table and data_table: render one table as CSV (and Markdown/LaTeX when asked)."""
+
+from kdspectra.logs import log_to
+from kdspectra.stages import write_table
+
+kind = snakemake.wildcards.get("table") or snakemake.wildcards.get("data_table")
+with log_to(snakemake.log[0]):
+    write_table(
+        kind,
+        snakemake.input.summary,
+        snakemake.input.noise,
+        snakemake.params.options,
+        snakemake.params.provenance,
+        dict(snakemake.output.items()),
+    )
