@@ -349,3 +349,11 @@ def write_paper_comparison(summary: PathLike, noise_table: PathLike, options: Ma
         pd.read_parquet(summary), pd.read_parquet(noise_table), Provenance.from_dict(prov), **options
     )
     save_text(out, text)
+
+
+def write_figure(figure: str, inputs: Mapping[str, Any], options: Mapping[str, Any],
+                 prov: Mapping[str, Any], out: Mapping[str, PathLike]) -> None:
+    """Render Figure 1, 2 or 3 as PNG and PDF (rule ``figure``)."""
+    from kdspectra import figures
+
+    figures.build(figure, inputs, Provenance.from_dict(prov), png=out["png"], pdf=out["pdf"], **options)

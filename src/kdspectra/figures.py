@@ -1,0 +1,335 @@
+"""Figures 1–3 of the paper, readable in print and stamped with their provenance.
+
+Figures are built with matplotlib's object-oriented API on the Agg canvas (``Figure``,
+never ``pyplot``), so rendering needs no display, keeps no global state between rules
+and cannot leak figures in long-running processes. Every figure has a title, axis labels
+with units, a legend, the random-init notice in red when the teachers were not
+pretrained, and the provenance footer in small grey text; it is saved as PNG (≥ 150 dpi)
+and PDF through :func:`kdspectra.io.save_figure` (atomic).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from kdspectra.errors import ArtifactError
+from kdspectra.io import PathLike, save_figure
+from kdspectra.provenance import Provenance
+from kdspectra.spectrum import effective_rank_from_singular_values
+from kdspectra.tables import STUDENT_NAMES, human_params, teacher_label
+
+DPI = 200
+# Normalised singular values below this are numerical zeros (float32 embeddings carry ~7
+# significant digits; centred N×D data with N ≤ D has an exact zero), not geometry.
+SPECTRUM_FLOOR = 1e-6
+OBJECTIVE_LABELS = {"cosine": "cosine", "cosine_infonce": "cosine + InfoNCE"}
+OBJECTIVE_COLOURS = {"cosine": "#4C72B0", "cosine_infonce": "#DD8452"}
+
+Spectrum = np.ndarray | Sequence[np.ndarray]
+
+
+def read_spectrum(path: PathLike) -> np.ndarray:
+    """Singular values from a spectrum Parquet file (columns ``index, singular_value``)."""
+    p = Path(path)
+    try:
+        frame = pd.read_parquet(p)
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{p}: not a readable spectrum Parquet file: {exc}") from exc
+    if not {"index", "singular_value"} <= set(frame.columns):
+        raise ArtifactError(f"{p}: expected columns index, singular_value; found {list(frame)}")
+    return frame.sort_values("index")["singular_value"].to_numpy(dtype=np.float64)
+
+
+def _new_figure(
+    title: str, provenance: Provenance | None, subtitle: str | None = None
+) -> tuple[Figure, Axes]:
+    """Figure with a bold title, a subtitle (what was run), the red random-init notice
+    (if any) stacked above the axes, and the provenance footer in small grey text."""
+    fig = Figure(figsize=(7.0, 4.8))
+    FigureCanvasAgg(fig)  # headless Agg canvas: no display, no pyplot global state
+    ax = fig.add_axes((0.11, 0.17, 0.86, 0.65))
+    y = 0.975
+    title = textwrap.fill(title, width=72)
+    fig.text(0.5, y, title, ha="center", va="top", fontsize=11, fontweight="bold")
+    y -= 0.045 * (title.count("\n") + 1)
+    if subtitle:
+        fig.text(0.5, y, subtitle, ha="center", va="top", fontsize=8.5, color="0.2")
+        y -= 0.04
+    if provenance is not None and provenance.notice():
+        fig.text(0.5, y, provenance.notice(), ha="center", va="top", fontsize=8, color="red")
+    if provenance is not None:
+        fig.text(0.01, 0.01, provenance.footer(), ha="left", va="bottom", fontsize=5.5, color="0.4")
+    return fig, ax
+
+
+def save(fig: Figure, png: PathLike | None = None, pdf: PathLike | None = None) -> None:
+    """Write the figure as PNG (at :data:`DPI`) and/or PDF, atomically."""
+    for path in (png, pdf):
+        if path is not None:
+            save_figure(fig, path, dpi=DPI)
+
+
+def _normalised(spectra: Spectrum) -> np.ndarray:
+    """Seeds × K matrix of σ_i/σ_1, truncated to the shortest spectrum."""
+    runs = [spectra] if isinstance(spectra, np.ndarray) and spectra.ndim == 1 else list(spectra)
+    runs = [np.asarray(r, dtype=np.float64).ravel() for r in runs]
+    if not runs or any(r.size == 0 or not np.isfinite(r).all() or r.max() <= 0 for r in runs):
+        raise ArtifactError("each spectrum needs finite values and one positive singular value")
+    k = min(len(r) for r in runs)
+    return np.stack([np.sort(r)[::-1][:k] / np.max(r) for r in runs])
+
+
+def _mean_er(spectra: Spectrum) -> float:
+    runs = [spectra] if isinstance(spectra, np.ndarray) and spectra.ndim == 1 else spectra
+    return float(np.mean([effective_rank_from_singular_values(r) for r in runs]))
+
+
+def fig1(
+    spectra: Mapping[str, Spectrum],
+    *,
+    title: str = "Singular value spectrum: teacher vs cosine vs InfoNCE student",
+    subtitle: str | None = None,
+    provenance: Provenance | None = None,
+    png: PathLike | None = None,
+    pdf: PathLike | None = None,
+    max_index: int | None = None,
+) -> Figure:
+    """Figure 1: σ_i/σ_1 on a log axis vs index, one line per label (teacher first).
+
+    Values are singular values of centred test embeddings; a list of arrays for one label
+    (several seeds) is drawn as the mean line with a ±1 std band. The legend shows each
+    curve's entropy effective rank. Values below :data:`SPECTRUM_FLOOR` are not drawn.
+    """
+    if not spectra:
+        raise ArtifactError("fig1: no spectra to plot")
+    fig, ax = _new_figure(title, provenance, subtitle)
+    colours = ["black", *[f"C{i}" for i in range(10)]]
+    for i, (label, spec) in enumerate(spectra.items()):
+        norm = _normalised(spec)
+        mean, std = norm.mean(axis=0), norm.std(axis=0)
+        keep = mean > SPECTRUM_FLOOR
+        if max_index is not None:
+            keep[max_index:] = False
+        idx = np.arange(1, len(mean) + 1)[keep]
+        colour = colours[i % len(colours)]
+        seeds = f"; mean of {len(norm)} seeds, band ±1 std" if len(norm) > 1 else ""
+        lab = f"{label} (ER {_mean_er(spec):.1f}{seeds})"
+        ax.plot(idx, mean[keep], color=colour, lw=1.6, label=lab)
+        if len(norm) > 1:
+            lo = np.clip(mean - std, SPECTRUM_FLOOR, None)[keep]
+            ax.fill_between(idx, lo, (mean + std)[keep], color=colour, alpha=0.2, lw=0)
+    ax.set_yscale("log")
+    ax.set_xlabel("singular value index i (sorted, descending)")
+    ax.set_ylabel(r"normalised singular value $\sigma_i/\sigma_1$ (log scale)")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8, title="model (entropy effective rank)", title_fontsize=7)
+    save(fig, png, pdf)
+    return fig
+
+
+def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing or frame.empty:
+        raise ArtifactError(f"{what}: needs a non-empty table with columns {list(columns)}")
+
+
+def _model_label(model: str, params: float) -> str:
+    return f"{model}\n({human_params(params)})"
+
+
+def _subtitle(experiment: str | None, teacher: str | None) -> str | None:
+    parts = [
+        f"experiment {experiment}" if experiment else "",
+        f"teacher {teacher}" if teacher else "",
+    ]
+    return " · ".join(p for p in parts if p) or None
+
+
+def _split_roles(data: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(student rows, teacher reference rows); tables without ``role`` are all students."""
+    if "role" not in data.columns:
+        return data, data.iloc[0:0]
+    return data[data["role"] != "teacher"], data[data["role"] == "teacher"]
+
+
+def _bars(ax: Axes, students: pd.DataFrame) -> list[tuple[str, int]]:
+    """One bar per objective within each student group; error bars = std over seeds."""
+    models = list(dict.fromkeys(zip(students["model"], students["params"], strict=True)))
+    objectives = list(dict.fromkeys(students["objective"]))
+    width = 0.8 / len(objectives)
+    for j, obj in enumerate(objectives):
+        sub = students[students["objective"] == obj].set_index(["model", "params"]).reindex(models)
+        err = sub.get("effective_rank_std")
+        err = None if err is None or err.isna().all() else err.fillna(0.0).to_numpy()
+        pos = np.arange(len(models)) + (j - (len(objectives) - 1) / 2) * width
+        bars = ax.bar(
+            pos,
+            sub["effective_rank"].to_numpy(),
+            width,
+            yerr=err,
+            capsize=4,
+            label=OBJECTIVE_LABELS.get(obj, obj),
+            color=OBJECTIVE_COLOURS.get(obj, f"C{j}"),
+        )
+        ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
+    return models
+
+
+def fig2(
+    data: pd.DataFrame,
+    *,
+    title: str | None = None,
+    experiment: str | None = None,
+    teacher: str | None = None,
+    provenance: Provenance | None = None,
+    png: PathLike | None = None,
+    pdf: PathLike | None = None,
+) -> Figure:
+    """Figure 2: grouped bars, cosine vs cosine + InfoNCE per student (±1 std over seeds).
+
+    ``data`` is :func:`kdspectra.tables.fig2_data` (or its CSV); its teacher row, if any,
+    is drawn as a dashed reference line. ``experiment``/``teacher`` go into the title.
+    """
+    _require(data, ("model", "params", "objective", "effective_rank"), "fig2 data")
+    default = "Effective rank per student: cosine vs cosine + InfoNCE distillation"
+    fig, ax = _new_figure(title or default, provenance, _subtitle(experiment, teacher))
+    students, ref = _split_roles(data)
+    models = _bars(ax, students)
+    for _, row in ref.iterrows():
+        er = float(row["effective_rank"])
+        ax.axhline(er, color="black", ls="--", lw=1, label=f"{row['model']} ({er:.1f})")
+    ax.set_xticks(np.arange(len(models)), [_model_label(m, p) for m, p in models])
+    ax.set_xlabel("student (parameters)")
+    ax.set_ylabel("entropy effective rank (dimensions)")
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.1)
+    ax.grid(True, axis="y", alpha=0.3)
+    # outside the axes: bars fill the plot, a legend inside would hide some of them
+    ax.set_position((0.1, 0.17, 0.66, 0.65))
+    ax.legend(
+        fontsize=8,
+        title="distillation objective",
+        title_fontsize=7,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+    )
+    save(fig, png, pdf)
+    return fig
+
+
+def _curve(ax: Axes, grp: pd.DataFrame, label: str, style: dict[str, object]) -> None:
+    """Accuracy (%) vs σ with a ±1 std band when several seeds were run."""
+    grp = grp.sort_values("sigma")
+    sig, acc = grp["sigma"].to_numpy(), 100 * grp["accuracy"].to_numpy()
+    ax.plot(sig, acc, ms=4, lw=1.6, label=label, **style)
+    std = grp["accuracy_std"].to_numpy(dtype=float) if "accuracy_std" in grp else None
+    if std is not None and not np.isnan(std).all():
+        band = 100 * np.nan_to_num(std)
+        ax.fill_between(sig, acc - band, acc + band, color=style["color"], alpha=0.2, lw=0)
+
+
+def fig3(
+    data: pd.DataFrame,
+    *,
+    title: str | None = None,
+    experiment: str | None = None,
+    teacher: str | None = None,
+    provenance: Provenance | None = None,
+    chance: float | None = None,
+    png: PathLike | None = None,
+    pdf: PathLike | None = None,
+) -> Figure:
+    """Figure 3: accuracy (%) vs noise σ, one line per student, ±1 std band over seeds.
+
+    ``data`` is :func:`kdspectra.tables.fig3_data` (accuracy as a fraction); its teacher
+    curve, if any, is dashed black. ``chance`` (a fraction, e.g. 1/100) adds a dotted line.
+    """
+    _require(data, ("model", "params", "sigma", "accuracy"), "fig3 data")
+    default = "Noise robustness: linear-probe accuracy vs Gaussian pixel noise"
+    fig, ax = _new_figure(title or default, provenance, _subtitle(experiment, teacher))
+    students, ref = _split_roles(data)
+    markers = "osD^v<>"
+    for i, ((model, params), grp) in enumerate(students.groupby(["model", "params"], sort=False)):
+        style = {"color": f"C{i}", "marker": markers[i % len(markers)]}
+        _curve(ax, grp, _model_label(model, params).replace("\n", " "), style)
+    for (model, params), grp in ref.groupby(["model", "params"], sort=False):
+        style = {"color": "black", "marker": "x", "ls": "--"}
+        _curve(ax, grp, _model_label(model, params).replace("\n", " "), style)
+    if chance is not None:
+        ax.axhline(100 * chance, color="0.5", ls=":", lw=1, label=f"chance ({100 * chance:.1f}%)")
+    ax.set_xlabel(r"Gaussian noise $\sigma$ (on pixels scaled to [0, 1])")
+    ax.set_ylabel("linear-probe test accuracy (%)")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, title="model (parameters)", title_fontsize=7)
+    save(fig, png, pdf)
+    return fig
+
+
+def fig1_from_files(
+    spectra: Sequence[PathLike],
+    *,
+    student: str,
+    seeds: Sequence[int],
+    teacher: str | None = None,
+    experiment: str | None = None,
+    provenance: Provenance | None = None,
+    png: PathLike | None = None,
+    pdf: PathLike | None = None,
+) -> Figure:
+    """Figure 1 from spectrum Parquet files in the workflow's order.
+
+    ``spectra`` = [teacher, ``student``/cosine/seed k for k in seeds, ``student``/
+    cosine_infonce/seed k for k in seeds]; seeds of one objective become one band.
+    """
+    n = len(seeds)
+    if len(spectra) != 1 + 2 * n:
+        raise ArtifactError(
+            f"fig1: expected 1 teacher + 2 × {n} student spectra, got {len(spectra)} files"
+        )
+    runs = [read_spectrum(p) for p in spectra]
+    name = STUDENT_NAMES.get(student, student)
+    tlabel = f"Teacher-{teacher_label(teacher)}" if teacher else "Teacher"
+    curves = {
+        tlabel: runs[0],
+        f"{name}, cosine": runs[1 : 1 + n],
+        f"{name}, cosine + InfoNCE": runs[1 + n :],
+    }
+    subtitle = _subtitle(experiment, teacher)
+    return fig1(curves, subtitle=subtitle, provenance=provenance, png=png, pdf=pdf)
+
+
+FIGURES = ("fig1_spectrum", "fig2_effective_rank", "fig3_noise_robustness")
+
+
+def build(
+    figure: str,
+    inputs: Mapping[str, object],
+    provenance: Provenance | None = None,
+    *,
+    png: PathLike | None = None,
+    pdf: PathLike | None = None,
+    **options: object,
+) -> Figure:
+    """Render one of :data:`FIGURES` from the workflow's inputs and options.
+
+    ``fig1_spectrum``: ``inputs["spectra"]`` (see :func:`fig1_from_files`), options
+    ``student``, ``seeds``, ``teacher``, ``experiment``. ``fig2_effective_rank`` /
+    ``fig3_noise_robustness``: ``inputs["table"]`` = the fig2/fig3 CSV, options
+    ``experiment``, ``teacher``.
+    """
+    if figure == "fig1_spectrum":
+        paths = inputs["spectra"]
+        return fig1_from_files(list(paths), provenance=provenance, png=png, pdf=pdf, **options)  # type: ignore[arg-type]
+    if figure not in FIGURES:
+        raise ValueError(f"unknown figure {figure!r}; expected one of {FIGURES}")
+    data = pd.read_csv(inputs["table"])  # type: ignore[arg-type]
+    draw = fig2 if figure == "fig2_effective_rank" else fig3
+    return draw(data, provenance=provenance, png=png, pdf=pdf, **options)  # type: ignore[arg-type]
