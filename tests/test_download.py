@@ -1,0 +1,151 @@
+"""Verified downloads through file:// URLs (the path tests, mirrors and air-gapped clusters use)."""
+
+from __future__ import annotations
+
+import hashlib
+import urllib.error
+from pathlib import Path
+
+import pytest
+
+from kdspectra import download as dl
+from kdspectra.errors import ChecksumError, ConfigError, DataError
+
+
+@pytest.fixture(autouse=True)
+def _no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dl, "BACKOFF_S", 0.0)
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> tuple[str, str, bytes]:
+    """A 3 MB file (several read chunks) served through a file:// URL, with its md5."""
+    payload = bytes(range(256)) * (3 * 4096 + 7)
+    src = tmp_path / "src" / "archive.tar.gz"
+    src.parent.mkdir()
+    src.write_bytes(payload)
+    return src.as_uri(), hashlib.md5(payload).hexdigest(), payload
+
+
+def listing(path: Path) -> list[str]:
+    return sorted(p.name for p in path.iterdir())
+
+
+def test_md5sum_matches_hashlib(tmp_path: Path) -> None:
+    f = tmp_path / "f.bin"
+    f.write_bytes(b"kdspectra" * 1000)
+    assert dl.md5sum(f) == hashlib.md5(b"kdspectra" * 1000).hexdigest()
+
+
+def test_file_url_downloads_and_verifies(source: tuple[str, str, bytes], tmp_path: Path) -> None:
+    url, md5, payload = source
+    dest = tmp_path / "out" / "cifar.tar.gz"
+    assert dl.download(url, md5.upper(), dest, progress=False) == dest
+    assert dest.read_bytes() == payload
+    assert listing(dest.parent) == ["cifar.tar.gz"]
+
+
+def test_existing_file_with_right_md5_is_not_fetched_again(
+    source: tuple[str, str, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, md5, payload = source
+    dest = tmp_path / "cifar.tar.gz"
+    dest.write_bytes(payload)
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise AssertionError("must not open the URL when dest is already verified")
+
+    monkeypatch.setattr(dl.urllib.request, "urlopen", fail)
+    assert dl.download(url, md5, dest, progress=False) == dest
+
+
+def test_existing_file_with_wrong_md5_is_replaced(
+    source: tuple[str, str, bytes], tmp_path: Path
+) -> None:
+    url, md5, payload = source
+    dest = tmp_path / "cifar.tar.gz"
+    dest.write_bytes(b"stale")
+    dl.download(url, md5, dest, progress=False)
+    assert dest.read_bytes() == payload
+
+
+def test_checksum_mismatch_names_url_and_both_md5s_and_leaves_nothing(
+    source: tuple[str, str, bytes], tmp_path: Path
+) -> None:
+    url, md5, _ = source
+    wrong = "0" * 32
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ChecksumError) as info:
+        dl.download(url, wrong, out / "cifar.tar.gz", progress=False)
+    message = str(info.value)
+    assert url in message and wrong in message and md5 in message
+    assert listing(out) == []
+
+
+def test_checksum_mismatch_is_not_retried(
+    source: tuple[str, str, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, _, _ = source
+    calls = []
+    real_open = dl._open
+    monkeypatch.setattr(dl, "_open", lambda u: calls.append(u) or real_open(u))
+    with pytest.raises(ChecksumError):
+        dl.download(url, "f" * 32, tmp_path / "x.bin", retries=3, progress=False)
+    assert len(calls) == 1
+
+
+def test_network_errors_are_retried_then_succeed(
+    source: tuple[str, str, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, md5, payload = source
+    real_urlopen = dl.urllib.request.urlopen
+    failures = iter([urllib.error.URLError("connection reset"), ConnectionResetError("reset")])
+
+    def flaky(*args: object, **kwargs: object) -> object:
+        exc = next(failures, None)
+        if exc is not None:
+            raise exc
+        return real_urlopen(*args, **kwargs)
+
+    monkeypatch.setattr(dl.urllib.request, "urlopen", flaky)
+    dest = tmp_path / "out" / "a.bin"
+    dl.download(url, md5, dest, retries=2, progress=False)
+    assert dest.read_bytes() == payload
+    assert listing(dest.parent) == ["a.bin"]
+
+
+def test_network_errors_exhaust_retries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    def down(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        raise urllib.error.URLError("name resolution failed")
+
+    monkeypatch.setattr(dl.urllib.request, "urlopen", down)
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match=r"https://example\.org/a\.tar\.gz.*3 attempt"):
+        dl.download("https://example.org/a.tar.gz", "a" * 32, out / "a.tar.gz", retries=2)
+    assert len(calls) == 3
+    assert listing(out) == []
+
+
+def test_missing_local_source_fails_without_retry(tmp_path: Path) -> None:
+    url = (tmp_path / "nope.tar.gz").as_uri()
+    with pytest.raises(DataError, match=r"nope\.tar\.gz"):
+        dl.download(url, "a" * 32, tmp_path / "out" / "x", progress=False)
+    assert listing(tmp_path / "out") == []
+
+
+@pytest.mark.parametrize("url", ["ftp://host/a.tar.gz", "/abs/path.tar.gz", "s3://b/k"])
+def test_bad_scheme_is_a_config_error(url: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="scheme"):
+        dl.download(url, "a" * 32, tmp_path / "x")
+    assert listing(tmp_path) == []
+
+
+@pytest.mark.parametrize("md5", ["abc", "g" * 32, "a" * 33, None])
+def test_bad_md5_is_a_config_error(md5: object, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="32 hex"):
+        dl.download("https://example.org/a", md5, tmp_path / "x")  # type: ignore[arg-type]
+    assert listing(tmp_path) == []
