@@ -84,32 +84,65 @@ def _delete(path: str) -> Callable[[dict[str, Any]], None]:
 
 
 MALFORMED = {
-    "unknown student": (_set("experiments.clip_cifar10.students", ["cnn_xl"]), ["experiments.clip_cifar10.students.0", "cnn_xl", "cnn_s"]),
-    "unknown objective": (_set("experiments.clip_cifar10.objectives", ["mse"]), ["objectives", "mse", "cosine_infonce"]),
-    "unknown teacher": (_set("experiments.clip_cifar10.teacher", "vit_h14"), ["experiments.clip_cifar10.teacher", "vit_h14", "clip_vit_b32"]),
-    "unknown dataset": (_set("experiments.clip_cifar10.dataset", "imagenet"), ["experiments.clip_cifar10.dataset", "imagenet", "cifar10"]),
-    "unknown library": (_set("teachers.clip_vit_b32.library", "keras"), ["teachers.clip_vit_b32.library", "keras", "open_clip"]),
+    "unknown student": (
+        _set("experiments.clip_cifar10.students", ["cnn_xl"]),
+        ["experiments.clip_cifar10.students.0", "cnn_xl", "cnn_s"],
+    ),
+    "unknown objective": (
+        _set("experiments.clip_cifar10.objectives", ["mse"]),
+        ["objectives", "mse", "cosine_infonce"],
+    ),
+    "unknown teacher": (
+        _set("experiments.clip_cifar10.teacher", "vit_h14"),
+        ["experiments.clip_cifar10.teacher", "vit_h14", "clip_vit_b32"],
+    ),
+    "unknown dataset": (
+        _set("experiments.clip_cifar10.dataset", "imagenet"),
+        ["experiments.clip_cifar10.dataset", "imagenet", "cifar10"],
+    ),
+    "unknown library": (
+        _set("teachers.clip_vit_b32.library", "keras"),
+        ["teachers.clip_vit_b32.library", "keras", "open_clip"],
+    ),
     "epochs is a string": (_set("training.epochs", "ten"), ["training.epochs", "ten", "integer"]),
     "zero epochs": (_set("training.epochs", 0), ["training.epochs", "0", ">= 1"]),
     "negative batch": (_set("training.batch_size", -8), ["training.batch_size", "-8"]),
     "zero lr": (_set("training.lr", 0), ["training.lr", "> 0"]),
-    "negative temperature": (_set("training.infonce.temperature", -0.1), ["training.infonce.temperature", "-0.1"]),
+    "negative temperature": (
+        _set("training.infonce.temperature", -0.1),
+        ["training.infonce.temperature", "-0.1"],
+    ),
     "empty experiments": (_set("experiments", {}), ["experiments", "at least 1"]),
     "all experiments disabled": (
         lambda c: [e.update(enabled=False) for e in c["experiments"].values()],
         ["experiments", "no experiment is enabled"],
     ),
-    "sigma above one": (_set("evaluation.noise_sigmas", [0.0, 1.5]), ["evaluation.noise_sigmas.1", "1.5", "<= 1"]),
-    "negative sigma": (_set("evaluation.noise_sigmas", [-0.1]), ["evaluation.noise_sigmas.0", "-0.1"]),
+    "sigma above one": (
+        _set("evaluation.noise_sigmas", [0.0, 1.5]),
+        ["evaluation.noise_sigmas.1", "1.5", "<= 1"],
+    ),
+    "negative sigma": (
+        _set("evaluation.noise_sigmas", [-0.1]),
+        ["evaluation.noise_sigmas.0", "-0.1"],
+    ),
     "duplicate seeds": (_set("seeds", [0, 1, 1]), ["seeds", "without duplicates"]),
-    "ftp url": (_set("datasets.cifar10.url", "ftp://example.org/c.tar.gz"), ["datasets.cifar10.url", "ftp://", "https?|file"]),
-    "short md5": (_set("datasets.cifar10.md5", "abc123"), ["datasets.cifar10.md5", "abc123", "0-9a-f"]),
+    "ftp url": (
+        _set("datasets.cifar10.url", "ftp://example.org/c.tar.gz"),
+        ["datasets.cifar10.url", "ftp://", "https?|file"],
+    ),
+    "short md5": (
+        _set("datasets.cifar10.md5", "abc123"),
+        ["datasets.cifar10.md5", "abc123", "0-9a-f"],
+    ),
     "missing md5": (_delete("datasets.cifar100.md5"), ["datasets.cifar100.md5", "required"]),
     "missing weights file": (
         _set("teachers.clip_vit_b32.pretrained", "/nonexistent/clip.bin"),
         ["teachers.clip_vit_b32.pretrained", "/nonexistent/clip.bin", "does not exist"],
     ),
-    "openai weights without quickgelu": (_set("teachers.clip_vit_b32.model", "ViT-B-32"), ["teachers.clip_vit_b32.model", "QuickGELU"]),
+    "openai weights without quickgelu": (
+        _set("teachers.clip_vit_b32.model", "ViT-B-32"),
+        ["teachers.clip_vit_b32.model", "QuickGELU"],
+    ),
     "unknown top-level key": (_set("epochs", 3), ["Additional properties", "epochs", "training"]),
     "bad device": (_set("device", "tpu"), ["device", "tpu", "cuda"]),
     "report on disabled experiment": (_set("report.tables", "nope"), ["report.tables", "nope"]),

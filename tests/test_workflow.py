@@ -20,12 +20,16 @@ TINY = REPO / "tests" / "data" / "tiny_config.yaml"
 pytestmark = pytest.mark.workflow
 
 
-def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_snakemake(
+    workdir: Path, *args: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     """Run the repository's Snakefile with ``workdir`` as working directory."""
     cmd = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if check and proc.returncode != 0:
-        pytest.fail(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
+        pytest.fail(
+            f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
+        )
     return proc
 
 
@@ -46,8 +50,18 @@ def _finite(frame: pd.DataFrame, column: str) -> None:
 def test_dry_run_lists_whole_dag(tmp_path: Path) -> None:
     shutil.copy(TINY, tmp_path / "config.yaml")
     out = run_snakemake(tmp_path, "-n", "--cores", "1").stdout
-    for rule in ("prepare_dataset", "extract_teacher", "extract_teacher_noisy", "train_student",
-                 "embed_student", "spectrum", "noise", "collect", "table", "figure"):
+    for rule in (
+        "prepare_dataset",
+        "extract_teacher",
+        "extract_teacher_noisy",
+        "train_student",
+        "embed_student",
+        "spectrum",
+        "noise",
+        "collect",
+        "table",
+        "figure",
+    ):
         assert rule in out, rule
 
 
@@ -98,8 +112,12 @@ def test_figures_and_comparison_exist(tiny_run: Path) -> None:
 def test_embeddings_keep_row_order_and_shape(tiny_run: Path) -> None:
     labels = np.load(tiny_run.parents[0] / "data" / "digits" / "test_labels.npy")
     teacher = np.load(tiny_run / "embeddings" / "digits" / "clip_small" / "test.npy")
-    student = np.load(tiny_run / "students" / "clip_digits" / "cnn_s" / "cosine" / "seed0" / "test.npy")
-    noisy = np.load(tiny_run / "students" / "clip_digits" / "cnn_s" / "cosine" / "seed0" / "test_noisy.npy")
+    student = np.load(
+        tiny_run / "students" / "clip_digits" / "cnn_s" / "cosine" / "seed0" / "test.npy"
+    )
+    noisy = np.load(
+        tiny_run / "students" / "clip_digits" / "cnn_s" / "cosine" / "seed0" / "test_noisy.npy"
+    )
     assert teacher.shape == student.shape == (len(labels), 384)
     assert noisy.shape == (3, len(labels), 384)
     np.testing.assert_allclose(noisy[0], student, rtol=1e-4, atol=1e-4)

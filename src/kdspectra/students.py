@@ -1,0 +1,260 @@
+"""The paper's five students, built from configs (a registry), not from one class per name.
+
+The paper's Student-S/M/L are *one* scalable CNN with a width factor (1×, 2×, 4×) at
+0.5M/2.0M/8.0M parameters; its ablation adds a semi-global Hybrid (conv stem +
+transformer over the feature-map tokens) and a global Tiny ViT at the Student-S budget so
+that it varies the architecture, not the size. Following timm/open_clip, each name maps
+to a frozen config and two generic classes build every variant:
+
+* :class:`ScalableCNN` — local receptive fields only. An airbench-style layout
+  (conv → max-pool → BN → ReLU, then residual conv-BN-ReLU blocks at the pooled
+  resolution) keeps most of the compute at 8×8 and 4×4, which is what makes the GPU
+  throughput target reachable; global average pooling; a linear projection head.
+* :class:`TokenTransformer` — pre-norm transformer blocks over tokens that come either
+  from a strided conv stem (``hybrid``: locality first, attention on 8×8 feature tokens)
+  or from non-overlapping 4×4 patches (``tiny_vit``: attention from the first layer).
+
+Parameter budgets are counted with a 512-d head (CLIP ViT-B/32's width). The projection
+head is the only part that grows *linearly* with width, so the three CNN sizes cannot be
+exactly 4× apart; the widths below give 515,372 / 1,973,432 / 7,719,152 parameters
+(+3.1 %, −1.3 %, −3.5 %), Hybrid 503,328 and Tiny ViT 508,064 (``tests/test_students.py``
+holds them to the ±5 % / ±10 % budgets).
+
+Every model takes float32 pixels in [0, 1] (N×3×32×32) and normalises internally with the
+CIFAR-10 mean/std, registered as buffers, so the noise definition (on [0, 1] pixels,
+before normalisation) holds for students exactly as for teachers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kdspectra.errors import ConfigError
+from kdspectra.registry import STUDENTS as _REGISTRY_STUDENTS
+
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+
+@dataclass(frozen=True)
+class CNNConfig:
+    """A :class:`ScalableCNN`: stem width, per-stage widths and residual blocks per stage.
+
+    ``width`` is the paper's width factor; it multiplies every channel count.
+    """
+
+    stem: int
+    widths: tuple[int, ...]
+    blocks: tuple[int, ...]
+    width: float = 1.0
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """A :class:`TokenTransformer`: token stem (``"conv"`` or ``"patch"``) and encoder size.
+
+    ``stem_channels`` are the intermediate conv widths of the ``conv`` stem (the last conv
+    maps to ``dim``); ``patch`` is the patch size of the ``patch`` stem.
+    """
+
+    stem: str
+    dim: int
+    depth: int
+    heads: int
+    mlp_ratio: float = 4.0
+    stem_channels: tuple[int, ...] = ()
+    patch: int = 4
+
+
+# Student-S/M/L share one config up to the width factor. The widths were chosen so that
+# all three land near 0.5M/2.0M/8.0M with a 512-d head (see the module docstring).
+_CNN_BASE = {"stem": 20, "widths": (20, 40, 80), "blocks": (0, 3, 3)}
+
+ARCHITECTURES: dict[str, CNNConfig | TransformerConfig] = {
+    "cnn_s": CNNConfig(**_CNN_BASE, width=1.0),
+    "cnn_m": CNNConfig(**_CNN_BASE, width=2.0),
+    "cnn_l": CNNConfig(**_CNN_BASE, width=4.0),
+    # Conv stem to 8×8 = 64 tokens, then attention over the feature map (semi-global).
+    "hybrid": TransformerConfig(stem="conv", dim=96, depth=3, heads=3, stem_channels=(32, 96)),
+    # 4×4 patches = 64 tokens, global attention from the first layer.
+    "tiny_vit": TransformerConfig(stem="patch", dim=96, depth=4, heads=3, patch=4),
+}
+
+STUDENTS: tuple[str, ...] = tuple(ARCHITECTURES)
+assert STUDENTS == _REGISTRY_STUDENTS, "students.ARCHITECTURES and registry.STUDENTS disagree"
+
+
+def _scaled(channels: float, mult: float, *, multiple: int = 1, minimum: int = 4) -> int:
+    """Scale a channel count, rounded to ``multiple`` and at least ``minimum``."""
+    return max(minimum, multiple * round(channels * mult / multiple))
+
+
+class Normalize(nn.Module):
+    """Map [0, 1] pixels to CIFAR-standardised inputs (buffers follow ``.to(device)``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(CIFAR_STD).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def _conv_bn_relu(c_in: int, c_out: int, *, stride: int = 1, pool: bool = False) -> nn.Sequential:
+    """3×3 conv (no bias: BN follows), optional 2×2 max-pool, BN, ReLU."""
+    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)]
+    if pool:
+        layers.append(nn.MaxPool2d(2))
+    layers += [nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers)
+
+
+class ResidualBlock(nn.Module):
+    """Basic ResNet block: conv-BN-ReLU-conv-BN plus identity, then ReLU."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        return F.relu(x + self.bn2(self.conv2(y)), inplace=True)
+
+
+class ScalableCNN(nn.Module):
+    """Student-S/M/L: strictly local convolutions, global average pool, linear projection.
+
+    Each stage is conv → max-pool(2) → BN → ReLU followed by ``blocks[i]`` residual
+    blocks, so the receptive field grows only through depth and pooling.
+    """
+
+    def __init__(self, cfg: CNNConfig, embed_dim: int, width_mult: float = 1.0) -> None:
+        super().__init__()
+        mult = cfg.width * width_mult
+        self.normalize = Normalize()
+        c = _scaled(cfg.stem, mult)
+        layers: list[nn.Module] = [_conv_bn_relu(3, c)]
+        for width, n_blocks in zip(cfg.widths, cfg.blocks, strict=True):
+            c_out = _scaled(width, mult)
+            layers.append(_conv_bn_relu(c, c_out, pool=True))
+            layers += [ResidualBlock(c_out) for _ in range(n_blocks)]
+            c = c_out
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(c, embed_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.features(self.normalize(x))
+        return self.head(h.mean(dim=(2, 3)))
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention via ``scaled_dot_product_attention`` (flash on CUDA)."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, t, d = x.shape
+        qkv = self.qkv(x).view(n, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
+        return self.proj(y.transpose(1, 2).reshape(n, t, d))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block (attention + GELU MLP), as in ViT."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float) -> None:
+        super().__init__()
+        hidden = int(dim * mlp_ratio)
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+def _token_stem(cfg: TransformerConfig, dim: int, mult: float) -> tuple[nn.Module, int]:
+    """Build the tokeniser and return it with the side length of its token grid."""
+    if cfg.stem == "patch":
+        return nn.Conv2d(3, dim, cfg.patch, stride=cfg.patch), 32 // cfg.patch
+    if cfg.stem == "conv":
+        layers: list[nn.Module] = []
+        c, side = 3, 32
+        for i, width in enumerate(cfg.stem_channels):
+            c_out = _scaled(width, mult)
+            layers.append(_conv_bn_relu(c, c_out, stride=1 if i == 0 else 2))
+            side = side if i == 0 else side // 2
+            c = c_out
+        layers.append(nn.Conv2d(c, dim, 3, stride=2, padding=1))
+        return nn.Sequential(*layers), side // 2
+    raise ConfigError(f"TransformerConfig.stem: expected 'conv' or 'patch', found {cfg.stem!r}")
+
+
+class TokenTransformer(nn.Module):
+    """Hybrid and Tiny ViT: tokens from a stem, learned positions, pre-norm blocks,
+    mean-pooled tokens, LayerNorm, linear projection to ``embed_dim``."""
+
+    def __init__(self, cfg: TransformerConfig, embed_dim: int, width_mult: float = 1.0) -> None:
+        super().__init__()
+        dim = _scaled(cfg.dim, width_mult, multiple=cfg.heads, minimum=cfg.heads)
+        self.normalize = Normalize()
+        self.stem, side = _token_stem(cfg, dim, width_mult)
+        self.pos = nn.Parameter(torch.zeros(1, side * side, dim))
+        self.blocks = nn.Sequential(
+            *(Block(dim, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
+        )
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, embed_dim)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """ViT-style init: truncated normal (std 0.02) for positions and linear layers."""
+        nn.init.trunc_normal_(self.pos, std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.stem(self.normalize(x)).flatten(2).transpose(1, 2) + self.pos
+        return self.head(self.norm(self.blocks(tokens).mean(dim=1)))
+
+
+def build_student(name: str, embed_dim: int, *, width_mult: float = 1.0) -> nn.Module:
+    """Build student ``name`` with a ``embed_dim``-d projection head (the teacher's width).
+
+    ``width_mult`` shrinks or grows every channel width on top of the architecture's own
+    width factor; the paper's budgets hold at 1.0, and the CPU demo uses e.g. 0.25.
+    """
+    if name not in ARCHITECTURES:
+        raise ConfigError(f"student {name!r}: unknown; known students: {list(STUDENTS)}")
+    if not isinstance(embed_dim, int) or embed_dim <= 0:
+        raise ConfigError(
+            f"student {name!r}: embed_dim must be a positive int, found {embed_dim!r}"
+        )
+    if not (math.isfinite(width_mult) and width_mult > 0):
+        raise ConfigError(f"student {name!r}: width_mult must be > 0, found {width_mult!r}")
+    cfg = ARCHITECTURES[name]
+    if isinstance(cfg, CNNConfig):
+        return ScalableCNN(cfg, embed_dim, width_mult)
+    return TokenTransformer(cfg, embed_dim, width_mult)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters (buffers such as BN statistics and the normaliser excluded)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
