@@ -25,3 +25,25 @@ def resolve_device(name: str = "auto") -> torch.device:
             "on this machine; use 'auto' or 'cpu'"
         )
     return torch.device(name)
+
+
+def limit_threads(n: int) -> None:
+    """Cap torch, OpenMP and BLAS thread pools at the job's ``threads``.
+
+    Snakemake runs several jobs side by side on the cores it was given; if every job's
+    torch/OpenMP/BLAS pool also spans all cores, the oversubscribed spin-waiting threads
+    make each job several times slower than running on its share alone. The environment
+    variables cover libraries imported later (torch reads them at import), threadpoolctl
+    the BLAS already loaded, and ``set_num_threads`` a torch already imported.
+    """
+    import os
+    import sys
+
+    from threadpoolctl import threadpool_limits
+
+    n = max(1, int(n))
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(n)
+    threadpool_limits(limits=n)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)

@@ -46,3 +46,14 @@ def log_to(path: str | Path | None, level: int = logging.INFO) -> Iterator[loggi
         finally:
             sys.stdout, sys.stderr = old_out, old_err
             root.removeHandler(handler)
+
+
+@contextlib.contextmanager
+def job(log_path: str | Path | None, threads: int | None = None) -> Iterator[logging.Logger]:
+    """The context of one workflow job: its log file and its share of the CPU cores."""
+    with log_to(log_path) as logger:
+        if threads is not None:
+            from kdspectra.device import limit_threads
+
+            limit_threads(threads)
+        yield logger

@@ -1,7 +1,7 @@
 """Rule collect: every model's metrics -> the run summary and the long noise table."""
 
-from kdspectra.logs import log_to
+from kdspectra.logs import job
 from kdspectra.stages import collect
 
-with log_to(snakemake.log[0]):
+with job(snakemake.log[0], snakemake.threads):
     collect(snakemake.params.records, snakemake.output.summary, snakemake.output.noise)

@@ -1,7 +1,7 @@
 """Rule download: fetch a dataset archive and verify its md5."""
 
-from kdspectra.logs import log_to
+from kdspectra.logs import job
 from kdspectra.stages import download_archive
 
-with log_to(snakemake.log[0]):
+with job(snakemake.log[0], snakemake.threads):
     download_archive(snakemake.params.url, snakemake.params.md5, snakemake.output[0])

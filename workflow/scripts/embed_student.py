@@ -1,9 +1,9 @@
 """Rule embed_student: the trained student embeds train, test and the noisy test copies."""
 
-from kdspectra.logs import log_to
+from kdspectra.logs import job
 from kdspectra.stages import embed_student
 
-with log_to(snakemake.log[0]):
+with job(snakemake.log[0], snakemake.threads):
     embed_student(
         snakemake.input.weights,
         snakemake.input.meta,

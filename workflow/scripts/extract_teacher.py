@@ -1,9 +1,9 @@
 """Rule extract_teacher: teacher embeddings of train and test, metadata, sanity metrics."""
 
-from kdspectra.logs import log_to
+from kdspectra.logs import job
 from kdspectra.stages import extract_teacher
 
-with log_to(snakemake.log[0]):
+with job(snakemake.log[0], snakemake.threads):
     extract_teacher(
         snakemake.params.spec,
         snakemake.params.device,

@@ -1,9 +1,9 @@
 """Rule extract_teacher_noisy: teacher embeddings of the test split at every noise level."""
 
-from kdspectra.logs import log_to
+from kdspectra.logs import job
 from kdspectra.stages import extract_teacher_noisy
 
-with log_to(snakemake.log[0]):
+with job(snakemake.log[0], snakemake.threads):
     extract_teacher_noisy(
         snakemake.params.spec,
         snakemake.params.device,

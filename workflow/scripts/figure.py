@@ -1,9 +1,9 @@
 """Rule figure: render Figure 1, 2 or 3 as PNG and PDF."""
 
-from kdspectra.logs import log_to
+from kdspectra.logs import job
 from kdspectra.stages import write_figure
 
-with log_to(snakemake.log[0]):
+with job(snakemake.log[0], snakemake.threads):
     write_figure(
         snakemake.wildcards.figure,
         dict(snakemake.input.items()),

@@ -1,9 +1,9 @@
 """Rule noise: linear-probe accuracy of one model under every Gaussian noise level."""
 
-from kdspectra.logs import log_to
+from kdspectra.logs import job
 from kdspectra.stages import noise
 
-with log_to(snakemake.log[0]):
+with job(snakemake.log[0], snakemake.threads):
     noise(
         snakemake.input.train,
         snakemake.input.train_labels,

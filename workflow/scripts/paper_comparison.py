@@ -1,9 +1,9 @@
 """Rule paper_comparison: every number of the paper beside ours."""
 
-from kdspectra.logs import log_to
+from kdspectra.logs import job
 from kdspectra.stages import write_paper_comparison
 
-with log_to(snakemake.log[0]):
+with job(snakemake.log[0], snakemake.threads):
     write_paper_comparison(
         snakemake.input.summary,
         snakemake.input.noise,

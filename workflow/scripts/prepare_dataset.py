@@ -1,8 +1,8 @@
 """Rule prepare_dataset: archive -> uint8 arrays, labels and class names."""
 
-from kdspectra.logs import log_to
+from kdspectra.logs import job
 from kdspectra.stages import prepare
 
-with log_to(snakemake.log[0]):
+with job(snakemake.log[0], snakemake.threads):
     archive = snakemake.input.archive or None
     prepare(snakemake.params.fmt, archive, snakemake.params.outdir, snakemake.params.source)

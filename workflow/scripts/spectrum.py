@@ -1,9 +1,9 @@
 """Rule spectrum: singular values and effective rank of one model's test embeddings."""
 
-from kdspectra.logs import log_to
+from kdspectra.logs import job
 from kdspectra.stages import spectrum
 
-with log_to(snakemake.log[0]):
+with job(snakemake.log[0], snakemake.threads):
     spectrum(
         snakemake.input.test,
         snakemake.output.values,

@@ -1,10 +1,10 @@
 """Rules table and data_table: render one table as CSV (and Markdown/LaTeX when asked)."""
 
-from kdspectra.logs import log_to
+from kdspectra.logs import job
 from kdspectra.stages import write_table
 
 kind = snakemake.wildcards.get("table") or snakemake.wildcards.get("data_table")
-with log_to(snakemake.log[0]):
+with job(snakemake.log[0], snakemake.threads):
     write_table(
         kind,
         snakemake.input.summary,

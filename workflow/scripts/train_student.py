@@ -1,10 +1,10 @@
 """Rule train_student: distil one student; resumes from its checkpoint after a kill."""
 
-from kdspectra.logs import log_to
+from kdspectra.logs import job
 from kdspectra.stages import train
 
 w = snakemake.wildcards
-with log_to(snakemake.log[0]):
+with job(snakemake.log[0], snakemake.threads):
     train(
         w.student,
         w.objective,
