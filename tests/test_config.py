@@ -171,5 +171,5 @@ def test_cuda_requested_without_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     cfg = copy.deepcopy(PAPER)
     cfg["device"] = "cuda"
-    with pytest.raises(ConfigError, match="'device'.*cuda"):
+    with pytest.raises(ConfigError, match=r"'device'.*cuda"):
         validate_config(cfg, SCHEMA)

@@ -63,7 +63,9 @@ def _format_error(err: jsonschema.ValidationError) -> str:
 def check_schema(config: Mapping[str, Any], schema: Mapping[str, Any]) -> None:
     """Raise ConfigError for the first (shallowest) schema violation."""
     validator = jsonschema.Draft7Validator(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.path)))
+    errors = sorted(
+        validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.path))
+    )
     if errors:
         raise ConfigError(_format_error(errors[0]))
 
@@ -158,6 +160,19 @@ def experiment_models(config: Mapping[str, Any], experiment: str) -> list[str]:
     return ["teacher", *students]
 
 
+def probe_options(evaluation: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``evaluation`` section as :func:`kdspectra.probe.fit_probe` keyword arguments.
+
+    Rules pass only these (not the whole section) so that changing, say, the noise levels
+    does not re-run teacher extraction through Snakemake's params trigger.
+    """
+    return {
+        "seed": int(evaluation["probe_seed"]),
+        "Cs": [float(c) for c in evaluation["probe_cs"]],
+        "max_iter": int(evaluation["probe_max_iter"]),
+    }
+
+
 def _check_datasets(config: Mapping[str, Any]) -> Iterator[str]:
     for exp in enabled_experiments(config):
         name = config["experiments"][exp]["dataset"]
@@ -183,7 +198,11 @@ def _check_teachers(config: Mapping[str, Any]) -> Iterator[str]:
                 f"config key 'teachers.{name}.pretrained': weights file {pre!r} does not exist "
                 "(expected a tag such as 'openai', a local file, or null for random init)"
             )
-        if spec["library"] == "open_clip" and pre == "openai" and "quickgelu" not in spec["model"].lower():
+        if (
+            spec["library"] == "open_clip"
+            and pre == "openai"
+            and "quickgelu" not in spec["model"].lower()
+        ):
             yield (
                 f"config key 'teachers.{name}.model': OpenAI weights need the QuickGELU "
                 f"architecture (e.g. 'ViT-B-32-quickgelu'), found {spec['model']!r}"
@@ -215,14 +234,21 @@ def _check_report(config: Mapping[str, Any]) -> Iterator[str]:
     for key, (students, objectives) in needs.items():
         exp = rep[key]
         if exp not in enabled:
-            yield f"config key 'report.{key}': {exp!r} is not an enabled experiment; known: {enabled}"
+            yield (
+                f"config key 'report.{key}': {exp!r} is not an enabled experiment; known: {enabled}"
+            )
             continue
         have_s = set(experiment_students(config, exp))
         have_o = set(config["experiments"][exp]["objectives"])
-        if not students <= have_s:
-            yield f"config key 'report.{key}': experiment {exp!r} lacks students {sorted(students - have_s)}"
-        if not objectives <= have_o:
-            yield f"config key 'report.{key}': experiment {exp!r} lacks objectives {sorted(objectives - have_o)}"
+        for what, need, have in (
+            ("students", students, have_s),
+            ("objectives", objectives, have_o),
+        ):
+            if not need <= have:
+                yield (
+                    f"config key 'report.{key}': experiment {exp!r} lacks {what} "
+                    f"{sorted(need - have)} (expected by the tables/figures it feeds)"
+                )
 
 
 def _check_device(config: Mapping[str, Any]) -> Iterator[str]:
@@ -230,7 +256,10 @@ def _check_device(config: Mapping[str, Any]) -> Iterator[str]:
         import torch  # only here: importing torch costs seconds at every parse
 
         if not torch.cuda.is_available():
-            yield "config key 'device': 'cuda' was requested but no CUDA device is available here; use 'auto' or 'cpu'"
+            yield (
+                "config key 'device': 'cuda' was requested but no CUDA device is available "
+                "here; use 'auto' or 'cpu'"
+            )
 
 
 def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
@@ -242,7 +271,13 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dic
     """
     check_schema(config, schema)
     resolved = fill_defaults(dict(config), schema, schema)
-    for check in (_check_datasets, _check_teachers, _check_experiments, _check_report, _check_device):
+    for check in (
+        _check_datasets,
+        _check_teachers,
+        _check_experiments,
+        _check_report,
+        _check_device,
+    ):
         for problem in check(resolved):
             raise ConfigError(problem)
     return resolved

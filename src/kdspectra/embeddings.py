@@ -28,7 +28,9 @@ def sidecar(embeddings: np.ndarray, labels: np.ndarray, split: str) -> pd.DataFr
     )
 
 
-def save_embeddings(npy: PathLike, parquet: PathLike, embeddings: np.ndarray, labels: np.ndarray, split: str) -> None:
+def save_embeddings(
+    npy: PathLike, parquet: PathLike, embeddings: np.ndarray, labels: np.ndarray, split: str
+) -> None:
     """Validate and write one split's embeddings and sidecar (both atomically)."""
     emb = np.asarray(embeddings, dtype=np.float32)
     if emb.ndim != 2 or emb.shape[0] != len(labels):
@@ -41,7 +43,9 @@ def save_embeddings(npy: PathLike, parquet: PathLike, embeddings: np.ndarray, la
     save_parquet(parquet, sidecar(emb, labels, split))
 
 
-def load_embeddings(path: PathLike, *, rows: int | None = None, dim: int | None = None) -> np.ndarray:
+def load_embeddings(
+    path: PathLike, *, rows: int | None = None, dim: int | None = None
+) -> np.ndarray:
     """Load a float32 N×D embedding matrix, checked finite and (optionally) shaped."""
     emb = load_npy(path, dtype=np.float32, ndim=2, rows=rows, finite=True)
     if dim is not None and emb.shape[1] != dim:

@@ -77,7 +77,9 @@ def load_npy(
     try:
         arr = np.load(p, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
-        raise ArtifactError(f"{p}: not a readable .npy array (truncated or corrupt?): {exc}") from exc
+        raise ArtifactError(
+            f"{p}: not a readable .npy array (truncated or corrupt?): {exc}"
+        ) from exc
     if dtype is not None and arr.dtype != np.dtype(dtype):
         raise ArtifactError(f"{p}: expected dtype {np.dtype(dtype)}, found {arr.dtype}")
     if ndim is not None and arr.ndim != ndim:

@@ -35,7 +35,9 @@ def download_archive(url: str, md5: str, dest: PathLike) -> None:
     download(url, md5, Path(dest))
 
 
-def prepare(fmt: str, archive: PathLike | None, outdir: PathLike, source: Mapping[str, Any]) -> None:
+def prepare(
+    fmt: str, archive: PathLike | None, outdir: PathLike, source: Mapping[str, Any]
+) -> None:
     """Turn an archive into the prepared uint8 arrays (rule ``prepare_dataset``)."""
     from kdspectra.datasets import prepare_dataset
 
@@ -46,7 +48,9 @@ def prepare(fmt: str, archive: PathLike | None, outdir: PathLike, source: Mappin
 def load_split(data_dir: PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Prepared images (uint8 N×32×32×3) and labels (int64 N) of one split, checked."""
     labels = load_labels(Path(data_dir) / f"{split}_labels.npy")
-    images = load_npy(Path(data_dir) / f"{split}_images.npy", dtype=np.uint8, ndim=4, rows=len(labels))
+    images = load_npy(
+        Path(data_dir) / f"{split}_images.npy", dtype=np.uint8, ndim=4, rows=len(labels)
+    )
     return images, labels
 
 
@@ -54,7 +58,10 @@ def load_split(data_dir: PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _embed_noisy(
-    embed: Callable[[np.ndarray], np.ndarray], images: np.ndarray, sigmas: Sequence[float], seed: int
+    embed: Callable[[np.ndarray], np.ndarray],
+    images: np.ndarray,
+    sigmas: Sequence[float],
+    seed: int,
 ) -> np.ndarray:
     """Embed the test split under every noise level: an S×N×D float32 array."""
     from kdspectra.noise import add_gaussian_noise
@@ -73,12 +80,14 @@ def extract_teacher(
     data_dir: PathLike,
     out: Mapping[str, PathLike],
     *,
-    probe_seed: int = 0,
+    probe: Mapping[str, Any] | None = None,
 ) -> None:
     """Teacher embeddings of train and test, a JSON of how they were made, sanity metrics.
 
     ``out`` holds ``train``, ``test`` (.npy), ``train_parquet``, ``test_parquet``,
-    ``meta`` and ``sanity`` (.json) paths (rule ``extract_teacher``).
+    ``meta`` and ``sanity`` (.json) paths (rule ``extract_teacher``); ``probe`` holds
+    :func:`kdspectra.probe.fit_probe` keyword arguments (see
+    :func:`kdspectra.config.probe_options`).
     """
     from kdspectra.device import resolve_device
     from kdspectra.probe import fit_probe
@@ -98,11 +107,11 @@ def extract_teacher(
         results[split] = (emb, labels)
     meta = {**teacher.describe(), "device": str(device), "images_per_s": rates}
     save_json(out["meta"], meta)
-    probe = fit_probe(*results["train"], seed=probe_seed)
+    fitted = fit_probe(*results["train"], **(probe or {}))
     sanity = {
         "effective_rank_test": effective_rank(results["test"][0]),
-        "linear_probe_accuracy": probe.accuracy(*results["test"]),
-        "probe_C": probe.C,
+        "linear_probe_accuracy": fitted.accuracy(*results["test"]),
+        "probe_C": fitted.C,
         "weights_source": teacher.weights_source,
     }
     log.info("teacher sanity: %s", sanity)
@@ -110,9 +119,14 @@ def extract_teacher(
 
 
 def extract_teacher_noisy(
-    spec: Mapping[str, Any], device_name: str, data_dir: PathLike, sigmas: Sequence[float], seed: int, out: PathLike
+    spec: Mapping[str, Any],
+    device_name: str,
+    data_dir: PathLike,
+    sigmas: Sequence[float],
+    seed: int,
+    out: PathLike,
 ) -> None:
-    """Teacher embeddings of the test split at every noise level (rule ``extract_teacher_noisy``)."""
+    """Teacher embeddings of the test split at every noise level (``extract_teacher_noisy``)."""
     from kdspectra.device import resolve_device
     from kdspectra.teachers import build_teacher
 
@@ -183,7 +197,11 @@ def _load_trained(weights: PathLike, meta_path: PathLike, device: Any) -> Any:
 
     meta = load_json(meta_path)
     return load_student(
-        Path(weights), meta["student"], int(meta["embed_dim"]), width_mult=float(meta["width_mult"]), device=device
+        Path(weights),
+        meta["student"],
+        int(meta["embed_dim"]),
+        width_mult=float(meta["width_mult"]),
+        device=device,
     )
 
 
@@ -221,7 +239,9 @@ def embed_student(
 # --------------------------------------------------------------------------- evaluation
 
 
-def spectrum(test_emb: PathLike, out_parquet: PathLike, out_json: PathLike, teacher_test: PathLike | None) -> None:
+def spectrum(
+    test_emb: PathLike, out_parquet: PathLike, out_json: PathLike, teacher_test: PathLike | None
+) -> None:
     """Singular values and effective ranks of one model's test embeddings (rule ``spectrum``).
 
     For students, also the mean cosine similarity to the teacher on the same images:
@@ -259,7 +279,7 @@ def noise(
     noisy_test: PathLike,
     test_labels: PathLike,
     sigmas: Sequence[float],
-    seed: int,
+    probe: Mapping[str, Any],
     out: PathLike,
 ) -> None:
     """Linear-probe accuracy under every noise level (rule ``noise``)."""
@@ -268,14 +288,18 @@ def noise(
     ytr, yte = load_labels(train_labels), load_labels(test_labels)
     xtr = load_embeddings(train_emb, rows=len(ytr))
     noisy = load_npy(noisy_test, dtype=np.float32, ndim=3, finite=True)
-    if noisy.shape[0] != len(sigmas) or noisy.shape[1] != len(yte) or noisy.shape[2] != xtr.shape[1]:
+    if (
+        noisy.shape[0] != len(sigmas)
+        or noisy.shape[1] != len(yte)
+        or noisy.shape[2] != xtr.shape[1]
+    ):
         raise ArtifactError(
             f"{noisy_test}: expected shape ({len(sigmas)}, {len(yte)}, {xtr.shape[1]}) "
             f"(sigmas, test rows, dim), found {noisy.shape}"
         )
-    probe = fit_probe(xtr, ytr, seed=seed)
-    frame = noise_accuracy(probe, noisy, yte, list(sigmas))
-    frame["probe_C"] = probe.C
+    fitted = fit_probe(xtr, ytr, **probe)
+    frame = noise_accuracy(fitted, noisy, yte, list(sigmas))
+    frame["probe_C"] = fitted.C
     save_parquet(out, frame)
 
 
@@ -284,10 +308,17 @@ def parse_model(model: str) -> dict[str, Any]:
     if model == "teacher":
         return {"role": "teacher", "student": "", "objective": "", "seed": -1}
     student, objective, seed = model.split("/")
-    return {"role": "student", "student": student, "objective": objective, "seed": int(seed.removeprefix("seed"))}
+    return {
+        "role": "student",
+        "student": student,
+        "objective": objective,
+        "seed": int(seed.removeprefix("seed")),
+    }
 
 
-def collect(records: Sequence[Mapping[str, Any]], summary_out: PathLike, noise_out: PathLike) -> None:
+def collect(
+    records: Sequence[Mapping[str, Any]], summary_out: PathLike, noise_out: PathLike
+) -> None:
     """Gather every model's metrics into the run summary and the long noise table.
 
     Each record names ``experiment, dataset, teacher, model`` and the paths of its
@@ -295,7 +326,11 @@ def collect(records: Sequence[Mapping[str, Any]], summary_out: PathLike, noise_o
     """
     rows, noise_rows = [], []
     for rec in records:
-        keys = {"experiment": rec["experiment"], "dataset": rec["dataset"], "teacher": rec["teacher"]}
+        keys = {
+            "experiment": rec["experiment"],
+            "dataset": rec["dataset"],
+            "teacher": rec["teacher"],
+        }
         keys |= parse_model(rec["model"])
         spec = load_json(rec["spectrum"])
         curve = pd.read_parquet(rec["noise"])
@@ -312,7 +347,17 @@ def collect(records: Sequence[Mapping[str, Any]], summary_out: PathLike, noise_o
         )
         noise_rows.append(curve[["sigma", "accuracy"]].assign(**keys))
     save_parquet(summary_out, pd.DataFrame(rows))
-    cols = ["experiment", "dataset", "teacher", "role", "student", "objective", "seed", "sigma", "accuracy"]
+    cols = [
+        "experiment",
+        "dataset",
+        "teacher",
+        "role",
+        "student",
+        "objective",
+        "seed",
+        "sigma",
+        "accuracy",
+    ]
     save_parquet(noise_out, pd.concat(noise_rows, ignore_index=True)[cols])
 
 
@@ -326,8 +371,14 @@ def write_resolved_config(config: Mapping[str, Any], out: PathLike) -> None:
     save_text(out, yaml.safe_dump(dict(config), sort_keys=False))
 
 
-def write_table(kind: str, summary: PathLike, noise_table: PathLike, options: Mapping[str, Any],
-                prov: Mapping[str, Any], out: Mapping[str, PathLike]) -> None:
+def write_table(
+    kind: str,
+    summary: PathLike,
+    noise_table: PathLike,
+    options: Mapping[str, Any],
+    prov: Mapping[str, Any],
+    out: Mapping[str, PathLike],
+) -> None:
     """Render one table (``table1``, ``table2``, ``ablation``, ``teachers``, ``fig2``, ``fig3``)."""
     from kdspectra import tables
 
@@ -340,20 +391,35 @@ def write_table(kind: str, summary: PathLike, noise_table: PathLike, options: Ma
         save_text(out["tex"], tables.to_latex(frame, kind, provenance))
 
 
-def write_paper_comparison(summary: PathLike, noise_table: PathLike, options: Mapping[str, Any],
-                           prov: Mapping[str, Any], out: PathLike) -> None:
+def write_paper_comparison(
+    summary: PathLike,
+    noise_table: PathLike,
+    options: Mapping[str, Any],
+    prov: Mapping[str, Any],
+    out: PathLike,
+) -> None:
     """Every number of the paper beside ours (rule ``paper_comparison``)."""
     from kdspectra import tables
 
     text = tables.paper_comparison(
-        pd.read_parquet(summary), pd.read_parquet(noise_table), Provenance.from_dict(prov), **options
+        pd.read_parquet(summary),
+        pd.read_parquet(noise_table),
+        Provenance.from_dict(prov),
+        **options,
     )
     save_text(out, text)
 
 
-def write_figure(figure: str, inputs: Mapping[str, Any], options: Mapping[str, Any],
-                 prov: Mapping[str, Any], out: Mapping[str, PathLike]) -> None:
+def write_figure(
+    figure: str,
+    inputs: Mapping[str, Any],
+    options: Mapping[str, Any],
+    prov: Mapping[str, Any],
+    out: Mapping[str, PathLike],
+) -> None:
     """Render Figure 1, 2 or 3 as PNG and PDF (rule ``figure``)."""
     from kdspectra import figures
 
-    figures.build(figure, inputs, Provenance.from_dict(prov), png=out["png"], pdf=out["pdf"], **options)
+    figures.build(
+        figure, inputs, Provenance.from_dict(prov), png=out["png"], pdf=out["pdf"], **options
+    )

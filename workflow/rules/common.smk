@@ -6,9 +6,10 @@ from pathlib import Path
 SRC = str(Path(workflow.basedir) / "src")
 if SRC not in sys.path:
     sys.path.insert(0, SRC)
-# Jobs (local, --use-conda or SLURM) import kdspectra from this checkout.
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (SRC, os.environ.get("PYTHONPATH", "")) if p
+# Jobs (local, --use-conda or SLURM) import kdspectra from this checkout. This sets the
+# variable for child processes; the workflow requires no environment variable of the user.
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH", "")) if p)
 )
 
 from kdspectra.config import (
@@ -18,6 +19,7 @@ from kdspectra.config import (
     experiment_students,
     load_schema,
     needs_download,
+    probe_options,
     teacher_weights_source,
     validate_config,
 )
@@ -26,7 +28,8 @@ from kdspectra.provenance import config_hash, git_commit
 
 try:
     _resolved = validate_config(
-        config, load_schema(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+        config,
+        load_schema(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"),
     )
 except ConfigError as exc:
     raise WorkflowError(f"invalid config: {exc}") from None
@@ -62,7 +65,9 @@ def data_dir(dataset):
 
 def split_files(dataset, splits=("train", "test")):
     return [
-        f"{DATA}/{dataset}/{s}_{kind}.npy" for s in splits for kind in ("images", "labels")
+        f"{DATA}/{dataset}/{s}_{kind}.npy"
+        for s in splits
+        for kind in ("images", "labels")
     ]
 
 
@@ -76,6 +81,11 @@ def student_dir(experiment, student, objective, seed):
 
 def experiment(name):
     return config["experiments"][name]
+
+
+def teacher_spec(name):
+    """The teacher's config entry plus its name, so errors can name the config key."""
+    return {**config["teachers"][name], "name": name}
 
 
 def model_dir(exp, model):
@@ -117,7 +127,9 @@ def train_student_input(wildcards):
 
 def embed_student_input(wildcards):
     e = experiment(wildcards.experiment)
-    d = student_dir(wildcards.experiment, wildcards.student, wildcards.objective, wildcards.seed)
+    d = student_dir(
+        wildcards.experiment, wildcards.student, wildcards.objective, wildcards.seed
+    )
     return {
         "weights": f"{d}/model.safetensors",
         "meta": f"{d}/meta.json",
@@ -172,7 +184,9 @@ def fig1_input(wildcards):
     exp = config["report"]["tables"]
     student = config["report"]["fig1_student"]
     models = ["teacher"] + [
-        f"{student}/{o}/seed{k}" for o in ("cosine", "cosine_infonce") for k in config["seeds"]
+        f"{student}/{o}/seed{k}"
+        for o in ("cosine", "cosine_infonce")
+        for k in config["seeds"]
     ]
     return [f"{RUN}/spectra/{exp}/{m}.parquet" for m in models]
 
@@ -218,7 +232,9 @@ FIGURES = ["fig1_spectrum", "fig2_effective_rank", "fig3_noise_robustness"]
 
 def final_targets():
     targets = [f"{RUN}/config.resolved.yaml", f"{RUN}/tables/paper_comparison.md"]
-    targets += [f"{RUN}/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md", "tex")]
+    targets += [
+        f"{RUN}/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md", "tex")
+    ]
     targets += [f"{RUN}/tables/{t}.csv" for t in ("teachers", "fig2", "fig3")]
     targets += [f"{RUN}/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
     for exp in enabled_experiments(config):

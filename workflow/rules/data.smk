@@ -9,14 +9,14 @@ localrules:
 rule download:
     output:
         "results/downloads/{dataset}.tar.gz",
+    log:
+        "results/logs/download/{dataset}.log",
+    retries: 2
+    conda:
+        ENV
     params:
         url=lambda wc: config["datasets"][wc.dataset]["url"],
         md5=lambda wc: config["datasets"][wc.dataset]["md5"],
-    log:
-        "results/logs/download/{dataset}.log",
-    conda:
-        ENV
-    retries: 2
     script:
         "../scripts/download.py"
 
@@ -33,10 +33,6 @@ rule prepare_dataset:
         ),
         classes="results/data/{dataset}/classes.txt",
         source="results/data/{dataset}/source.json",
-    params:
-        fmt=lambda wc: dataset_format(config, wc.dataset),
-        source=lambda wc: config["datasets"][wc.dataset],
-        outdir=lambda wc: data_dir(wc.dataset),
     log:
         "results/logs/prepare/{dataset}.log",
     conda:
@@ -44,5 +40,9 @@ rule prepare_dataset:
     resources:
         mem_mb=4000,
         runtime=20,
+    params:
+        fmt=lambda wc: dataset_format(config, wc.dataset),
+        source=lambda wc: config["datasets"][wc.dataset],
+        outdir=lambda wc: data_dir(wc.dataset),
     script:
         "../scripts/prepare_dataset.py"

@@ -10,12 +10,6 @@ rule train_student:
         weights=f"{RUN}/students/{{experiment}}/{{student}}/{{objective}}/seed{{seed}}/model.safetensors",
         metrics=f"{RUN}/students/{{experiment}}/{{student}}/{{objective}}/seed{{seed}}/metrics.csv",
         meta=f"{RUN}/students/{{experiment}}/{{student}}/{{objective}}/seed{{seed}}/meta.json",
-    params:
-        training=config["training"],
-        device=training_device(),
-        data_dir=lambda wc: data_dir(experiment(wc.experiment)["dataset"]),
-        # Not an output: Snakemake would delete it on failure, and resume needs it.
-        checkpoint=lambda wc: f"{RUN}/checkpoints/{wc.experiment}/{wc.student}/{wc.objective}/seed{wc.seed}.pt",
     log:
         f"{RUN}/logs/train/{{experiment}}/{{student}}/{{objective}}/seed{{seed}}.log",
     benchmark:
@@ -27,6 +21,12 @@ rule train_student:
         gpu=GPU,
         mem_mb=16000,
         runtime=240,
+    params:
+        training=config["training"],
+        device=training_device(),
+        data_dir=lambda wc: data_dir(experiment(wc.experiment)["dataset"]),
+        # Not an output: Snakemake would delete it on failure, and resume needs it.
+        checkpoint=lambda wc: f"{RUN}/checkpoints/{wc.experiment}/{wc.student}/{wc.objective}/seed{wc.seed}.pt",
     script:
         "../scripts/train_student.py"
 
@@ -40,12 +40,6 @@ rule embed_student:
         train_parquet=f"{RUN}/students/{{experiment}}/{{student}}/{{objective}}/seed{{seed}}/train.parquet",
         test_parquet=f"{RUN}/students/{{experiment}}/{{student}}/{{objective}}/seed{{seed}}/test.parquet",
         test_noisy=f"{RUN}/students/{{experiment}}/{{student}}/{{objective}}/seed{{seed}}/test_noisy.npy",
-    params:
-        device=training_device(),
-        data_dir=lambda wc: data_dir(experiment(wc.experiment)["dataset"]),
-        sigmas=config["evaluation"]["noise_sigmas"],
-        seed=config["evaluation"]["noise_seed"],
-        batch_size=config["training"]["embed_batch_size"],
     log:
         f"{RUN}/logs/embed_student/{{experiment}}/{{student}}/{{objective}}/seed{{seed}}.log",
     benchmark:
@@ -57,6 +51,11 @@ rule embed_student:
         gpu=GPU,
         mem_mb=8000,
         runtime=30,
+    params:
+        device=training_device(),
+        data_dir=lambda wc: data_dir(experiment(wc.experiment)["dataset"]),
+        sigmas=config["evaluation"]["noise_sigmas"],
+        seed=config["evaluation"]["noise_seed"],
+        batch_size=config["training"]["embed_batch_size"],
     script:
         "../scripts/embed_student.py"
-

@@ -27,9 +27,6 @@ rule noise:
         unpack(noise_input),
     output:
         f"{RUN}/noise/{{experiment}}/{{model}}.parquet",
-    params:
-        sigmas=config["evaluation"]["noise_sigmas"],
-        seed=config["evaluation"]["probe_seed"],
     log:
         f"{RUN}/logs/noise/{{experiment}}/{{model}}.log",
     benchmark:
@@ -40,6 +37,9 @@ rule noise:
     resources:
         mem_mb=16000,
         runtime=60,
+    params:
+        sigmas=config["evaluation"]["noise_sigmas"],
+        probe=probe_options(config["evaluation"]),
     script:
         "../scripts/noise.py"
 
@@ -50,11 +50,11 @@ rule collect:
     output:
         summary=f"{RUN}/summary.parquet",
         noise=f"{RUN}/noise.parquet",
-    params:
-        records=collect_records(),
     log:
         f"{RUN}/logs/collect.log",
     conda:
         ENV
+    params:
+        records=collect_records(),
     script:
         "../scripts/collect.py"

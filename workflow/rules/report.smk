@@ -15,12 +15,12 @@ localrules:
 rule resolved_config:
     output:
         f"{RUN}/config.resolved.yaml",
-    params:
-        config=config,
     log:
         f"{RUN}/logs/resolved_config.log",
     conda:
         ENV
+    params:
+        config=config,
     script:
         "../scripts/resolved_config.py"
 
@@ -37,13 +37,13 @@ rule table:
         ),
         md=f"{RUN}/tables/{{table}}.md",
         tex=f"{RUN}/tables/{{table}}.tex",
-    params:
-        options=lambda wc: table_options(wc.table),
-        provenance=provenance(),
     log:
         f"{RUN}/logs/tables/{{table}}.log",
     conda:
         ENV
+    params:
+        options=lambda wc: table_options(wc.table),
+        provenance=provenance(),
     script:
         "../scripts/table.py"
 
@@ -58,15 +58,15 @@ rule data_table:
             caption="../report/{data_table}.rst",
             category="Tables",
         ),
+    log:
+        f"{RUN}/logs/tables/{{data_table}}.log",
+    wildcard_constraints:
+        data_table=r"teachers|fig2|fig3",
+    conda:
+        ENV
     params:
         options=lambda wc: table_options(wc.data_table),
         provenance=provenance(),
-    wildcard_constraints:
-        data_table=r"teachers|fig2|fig3",
-    log:
-        f"{RUN}/logs/tables/{{data_table}}.log",
-    conda:
-        ENV
     script:
         "../scripts/table.py"
 
@@ -81,13 +81,13 @@ rule paper_comparison:
             caption="../report/paper_comparison.rst",
             category="Tables",
         ),
-    params:
-        options=paper_comparison_options(),
-        provenance=provenance(),
     log:
         f"{RUN}/logs/tables/paper_comparison.log",
     conda:
         ENV
+    params:
+        options=paper_comparison_options(),
+        provenance=provenance(),
     script:
         "../scripts/paper_comparison.py"
 
@@ -102,14 +102,14 @@ rule figure:
             category="Figures",
         ),
         pdf=f"{RUN}/figures/{{figure}}.pdf",
+    log:
+        f"{RUN}/logs/figures/{{figure}}.log",
+    wildcard_constraints:
+        figure=r"fig1_spectrum|fig2_effective_rank|fig3_noise_robustness",
+    conda:
+        ENV
     params:
         options=lambda wc: figure_options(wc.figure),
         provenance=provenance(),
-    wildcard_constraints:
-        figure=r"fig1_spectrum|fig2_effective_rank|fig3_noise_robustness",
-    log:
-        f"{RUN}/logs/figures/{{figure}}.log",
-    conda:
-        ENV
     script:
         "../scripts/figure.py"

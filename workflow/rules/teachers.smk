@@ -12,11 +12,6 @@ rule extract_teacher:
         test_parquet=f"{RUN}/embeddings/{{dataset}}/{{teacher}}/test.parquet",
         meta=f"{RUN}/embeddings/{{dataset}}/{{teacher}}/meta.json",
         sanity=f"{RUN}/embeddings/{{dataset}}/{{teacher}}/sanity.json",
-    params:
-        spec=lambda wc: config["teachers"][wc.teacher],
-        device=training_device(),
-        data_dir=lambda wc: data_dir(wc.dataset),
-        probe_seed=config["evaluation"]["probe_seed"],
     log:
         f"{RUN}/logs/extract_teacher/{{dataset}}/{{teacher}}.log",
     benchmark:
@@ -28,6 +23,11 @@ rule extract_teacher:
         gpu=GPU,
         mem_mb=24000,
         runtime=60,
+    params:
+        spec=lambda wc: teacher_spec(wc.teacher),
+        device=training_device(),
+        data_dir=lambda wc: data_dir(wc.dataset),
+        probe=probe_options(config["evaluation"]),
     script:
         "../scripts/extract_teacher.py"
 
@@ -37,12 +37,6 @@ rule extract_teacher_noisy:
         data=test_data_input,
     output:
         f"{RUN}/embeddings/{{dataset}}/{{teacher}}/test_noisy.npy",
-    params:
-        spec=lambda wc: config["teachers"][wc.teacher],
-        device=training_device(),
-        data_dir=lambda wc: data_dir(wc.dataset),
-        sigmas=config["evaluation"]["noise_sigmas"],
-        seed=config["evaluation"]["noise_seed"],
     log:
         f"{RUN}/logs/extract_teacher_noisy/{{dataset}}/{{teacher}}.log",
     benchmark:
@@ -54,5 +48,11 @@ rule extract_teacher_noisy:
         gpu=GPU,
         mem_mb=24000,
         runtime=60,
+    params:
+        spec=lambda wc: teacher_spec(wc.teacher),
+        device=training_device(),
+        data_dir=lambda wc: data_dir(wc.dataset),
+        sigmas=config["evaluation"]["noise_sigmas"],
+        seed=config["evaluation"]["noise_seed"],
     script:
         "../scripts/extract_teacher_noisy.py"

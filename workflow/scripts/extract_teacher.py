@@ -9,5 +9,5 @@ with job(snakemake.log[0], snakemake.threads):
         snakemake.params.device,
         snakemake.params.data_dir,
         dict(snakemake.output.items()),
-        probe_seed=snakemake.params.probe_seed,
+        probe=snakemake.params.probe,
     )

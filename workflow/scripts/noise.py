@@ -10,6 +10,6 @@ with job(snakemake.log[0], snakemake.threads):
         snakemake.input.noisy,
         snakemake.input.test_labels,
         snakemake.params.sigmas,
-        snakemake.params.seed,
+        snakemake.params.probe,
         snakemake.output[0],
     )
