@@ -1,0 +1,148 @@
+"""The per-rule glue, exercised without Snakemake on small synthetic artifacts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kdspectra import stages
+from kdspectra.config import load_schema, validate_config
+from kdspectra.embeddings import save_embeddings
+from kdspectra.errors import ArtifactError
+from kdspectra.io import save_json, save_npy
+from kdspectra.spectrum import effective_rank
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _emb(rng: np.random.Generator, n: int, d: int, labels: np.ndarray) -> np.ndarray:
+    """Class-clustered embeddings; the class centres are fixed so splits share them."""
+    centres = np.random.default_rng(123).normal(size=(labels.max() + 1, d))
+    return (centres[labels] + 0.5 * rng.normal(size=(n, d))).astype(np.float32)
+
+
+def test_spectrum_stage_writes_values_rank_and_alignment(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    labels = np.arange(60) % 3
+    teacher = _emb(rng, 60, 8, labels)
+    student = teacher + 0.01 * rng.normal(size=teacher.shape).astype(np.float32)
+    save_embeddings(tmp_path / "t.npy", tmp_path / "t.parquet", teacher, labels, "test")
+    save_embeddings(tmp_path / "s.npy", tmp_path / "s.parquet", student, labels, "test")
+    stages.spectrum(
+        tmp_path / "s.npy", tmp_path / "sv.parquet", tmp_path / "sv.json", tmp_path / "t.npy"
+    )
+    stats = json.loads((tmp_path / "sv.json").read_text())
+    assert stats["effective_rank"] == pytest.approx(effective_rank(student))
+    assert stats["cos_to_teacher"] > 0.99
+    sv = pd.read_parquet(tmp_path / "sv.parquet")["singular_value"].to_numpy()
+    assert len(sv) == 8 and np.all(np.diff(sv) <= 0)
+
+
+def test_spectrum_stage_refuses_mismatched_teacher(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    labels = np.arange(10) % 2
+    save_embeddings(
+        tmp_path / "s.npy", tmp_path / "s.parquet", _emb(rng, 10, 4, labels), labels, "test"
+    )
+    save_npy(tmp_path / "t.npy", rng.normal(size=(9, 4)).astype(np.float32))
+    with pytest.raises(ArtifactError, match=r"t\.npy"):
+        stages.spectrum(
+            tmp_path / "s.npy", tmp_path / "o.parquet", tmp_path / "o.json", tmp_path / "t.npy"
+        )
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_mean_cosine() -> None:
+    a = np.array([[1.0, 0.0], [0.0, 2.0]])
+    assert stages.mean_cosine(a, a) == pytest.approx(1.0)
+    assert stages.mean_cosine(a, -a) == pytest.approx(-1.0)
+    assert stages.mean_cosine(a, a[::-1]) == pytest.approx(0.0)
+
+
+def test_parse_model() -> None:
+    assert stages.parse_model("teacher")["seed"] == -1
+    assert stages.parse_model("cnn_m/cosine_infonce/seed3") == {
+        "role": "student",
+        "student": "cnn_m",
+        "objective": "cosine_infonce",
+        "seed": 3,
+    }
+
+
+def test_noise_stage_and_collect(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    ytr, yte = np.arange(120) % 3, np.arange(45) % 3
+    save_npy(tmp_path / "ytr.npy", ytr.astype(np.int64))
+    save_npy(tmp_path / "yte.npy", yte.astype(np.int64))
+    save_embeddings(
+        tmp_path / "tr.npy", tmp_path / "tr.parquet", _emb(rng, 120, 6, ytr), ytr, "train"
+    )
+    clean = _emb(rng, 45, 6, yte)
+    noisy = np.stack([clean, clean + 5 * rng.normal(size=clean.shape)]).astype(np.float32)
+    save_npy(tmp_path / "noisy.npy", noisy)
+    probe = {"seed": 0, "Cs": [1.0], "max_iter": 100}
+    stages.noise(
+        tmp_path / "tr.npy",
+        tmp_path / "ytr.npy",
+        tmp_path / "noisy.npy",
+        tmp_path / "yte.npy",
+        [0.0, 0.5],
+        probe,
+        tmp_path / "noise.parquet",
+    )
+    curve = pd.read_parquet(tmp_path / "noise.parquet")
+    assert list(curve["sigma"]) == [0.0, 0.5]
+    assert curve["accuracy"].iloc[0] > curve["accuracy"].iloc[1]
+    with pytest.raises(ArtifactError, match=r"noisy\.npy"):
+        stages.noise(
+            tmp_path / "tr.npy",
+            tmp_path / "ytr.npy",
+            tmp_path / "noisy.npy",
+            tmp_path / "yte.npy",
+            [0.0, 0.2, 0.5],
+            probe,
+            tmp_path / "bad.parquet",
+        )
+
+    save_json(
+        tmp_path / "spec.json",
+        {"effective_rank": 3.0, "effective_rank_rv": 2.5, "cos_to_teacher": 0.9},
+    )
+    save_json(tmp_path / "meta.json", {"params": 1234})
+    record = {
+        "experiment": "e",
+        "dataset": "d",
+        "teacher": "t",
+        "model": "cnn_s/cosine/seed0",
+        "spectrum": tmp_path / "spec.json",
+        "noise": tmp_path / "noise.parquet",
+        "meta": tmp_path / "meta.json",
+    }
+    stages.collect([record], tmp_path / "summary.parquet", tmp_path / "long.parquet")
+    summary = pd.read_parquet(tmp_path / "summary.parquet")
+    assert summary.loc[0, "params"] == 1234 and summary.loc[0, "student"] == "cnn_s"
+    assert summary.loc[0, "clean_accuracy"] == pytest.approx(curve["accuracy"].iloc[0])
+    assert len(pd.read_parquet(tmp_path / "long.parquet")) == 2
+
+
+def test_train_config_maps_every_key() -> None:
+    schema = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
+    import yaml
+
+    cfg = validate_config(yaml.safe_load((REPO / "config.yaml").read_text()), schema)
+    tc = stages.train_config(cfg["training"], "cosine_infonce", 7)
+    assert tc.seed == 7 and tc.objective == "cosine_infonce"
+    assert tc.temperature == cfg["training"]["infonce"]["temperature"]
+    assert tc.crop_padding == cfg["training"]["augment"]["crop_padding"]
+
+
+def test_prepare_digits_and_load_split(tmp_path: Path) -> None:
+    stages.prepare("sklearn-digits", None, tmp_path, {"format": "sklearn-digits"})
+    images, labels = stages.load_split(tmp_path, "test")
+    assert images.dtype == np.uint8 and images.shape[1:] == (32, 32, 3)
+    assert len(images) == len(labels) == 360
+    assert json.loads((tmp_path / "source.json").read_text())["format"] == "sklearn-digits"
