@@ -84,7 +84,7 @@ def test_tables_have_expected_rows(tiny_run: Path) -> None:
 
 def test_effective_ranks_within_bounds(tiny_run: Path) -> None:
     summary = pd.read_parquet(tiny_run / "summary.parquet")
-    assert len(summary) == 1 + 10 + 1 + 6
+    assert len(summary) == 1 + 10 + 1 + 4
     dims = {"clip_digits": 384, "vit_digits": 192}
     for _, row in summary.iterrows():
         assert 1.0 <= row["effective_rank"] <= dims[row["experiment"]]
