@@ -7,12 +7,13 @@ CORES  ?= $(shell nproc 2>/dev/null || echo 2)
 STAMP  := $(VENV)/.kdspectra-installed
 DEMO   := results/demo
 
-.PHONY: help install demo test unit workflow lint format faults bench clean
+.PHONY: help install demo test unit workflow lint format faults cluster-test bench clean
 
 help:
 	@echo "make demo   - offline end-to-end run (random-init teachers, digits) -> $(DEMO)/"
 	@echo "make test   - lint + unit tests + the workflow test on a tiny config"
 	@echo "make lint   - ruff, snakefmt --check, snakemake --lint"
+	@echo "make faults - fault-injection suite, one summary line per scenario (docs/reliability.md)"
 	@echo "make bench  - throughput benchmarks against naive baselines -> results/bench/"
 	@echo "make clean  - remove results/ and .snakemake/ (keeps .venv)"
 
@@ -43,8 +44,20 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks workflow/scripts
 	$(BIN)/snakefmt Snakefile workflow/rules
 
+# HF_HUB_OFFLINE: tests never reach a model hub; a test that tries fails at once.
 test: lint
-	$(BIN)/python -m pytest
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+faults: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests/test_faults.py
+
+cluster-test: $(STAMP)
+	.ci/slurm/start.sh
+	HF_HUB_OFFLINE=1 KDSPECTRA_REQUIRE_SLURM=1 $(BIN)/python -m pytest -m cluster tests/test_cluster.py; \
+	  status=$$?; .ci/slurm/stop.sh; exit $$status
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -m "not workflow and not cluster"

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,9 +51,34 @@ def log_to(path: str | Path | None, level: int = logging.INFO) -> Iterator[loggi
 
 
 @contextlib.contextmanager
+def exit_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into ``SystemExit(143)`` so ``finally`` blocks and atomic writes clean up.
+
+    Python's default SIGTERM action ends the process on the spot: a write caught between
+    its temporary file and the rename leaves ``.<name>.*.tmp`` behind, which Snakemake
+    (it removes only declared outputs) never deletes, and the log never says why the job
+    died. Training installs its own handler (checkpoint, then exit) over this one while
+    its loop runs. Handlers can only be set from the main thread; elsewhere this is a no-op.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
 def job(log_path: str | Path | None, threads: int | None = None) -> Iterator[logging.Logger]:
-    """The context of one workflow job: its log file and its share of the CPU cores."""
-    with log_to(log_path) as logger:
+    """The context of one workflow job: its log file, its share of the CPU cores, and a
+    SIGTERM (SLURM preemption, ``kill``) that exits through cleanup (:func:`exit_on_sigterm`)."""
+    with log_to(log_path) as logger, exit_on_sigterm():
         if threads is not None:
             from kdspectra.device import limit_threads
 

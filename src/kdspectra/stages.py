@@ -240,16 +240,24 @@ def embed_student(
 
 
 def spectrum(
-    test_emb: PathLike, out_parquet: PathLike, out_json: PathLike, teacher_test: PathLike | None
+    test_emb: PathLike,
+    out_parquet: PathLike,
+    out_json: PathLike,
+    teacher_test: PathLike | None,
+    *,
+    test_labels: PathLike | None = None,
 ) -> None:
     """Singular values and effective ranks of one model's test embeddings (rule ``spectrum``).
 
     For students, also the mean cosine similarity to the teacher on the same images:
-    InfoNCE trades alignment for uniformity and a reader must see both.
+    InfoNCE trades alignment for uniformity and a reader must see both. With
+    ``test_labels`` the embeddings must have one row per test label, so a matrix from
+    another split or run is named here instead of becoming a plausible effective rank.
     """
     from kdspectra.spectrum import effective_rank_from_singular_values, singular_values
 
-    emb = load_embeddings(test_emb)
+    rows = len(load_labels(test_labels)) if test_labels is not None else None
+    emb = load_embeddings(test_emb, rows=rows)
     sv = singular_values(emb)
     stats: dict[str, Any] = {
         "n": int(emb.shape[0]),

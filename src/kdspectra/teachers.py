@@ -34,6 +34,7 @@ import contextlib
 import logging
 import math
 import os
+import pickle
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -456,7 +457,8 @@ def _build_open_clip(spec: TeacherSpec) -> tuple[nn.Module, Preprocess, str]:
             clip, _, _ = open_clip.create_model_and_transforms(
                 spec.model, pretrained=pretrained, **kwargs
             )
-    except (RuntimeError, OSError, ValueError) as err:
+    # UnpicklingError: torch.load(weights_only=True) refusing a pickle payload or garbage.
+    except (RuntimeError, OSError, ValueError, pickle.UnpicklingError) as err:
         if pretrained is None and source == RANDOM_INIT:
             raise
         raise ArtifactError(

@@ -139,7 +139,11 @@ def embed_student_input(wildcards):
 
 def spectrum_input(wildcards):
     e = experiment(wildcards.experiment)
-    inputs = {"test": f"{model_dir(wildcards.experiment, wildcards.model)}/test.npy"}
+    inputs = {
+        "test": f"{model_dir(wildcards.experiment, wildcards.model)}/test.npy",
+        # Row count check: embeddings from another split or run must not reach a table.
+        "labels": f"{DATA}/{e['dataset']}/test_labels.npy",
+    }
     if wildcards.model != "teacher":
         inputs["teacher"] = f"{teacher_dir(e['dataset'], e['teacher'])}/test.npy"
     return inputs

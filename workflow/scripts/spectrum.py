@@ -9,4 +9,5 @@ with job(snakemake.log[0], snakemake.threads):
         snakemake.output.values,
         snakemake.output.stats,
         snakemake.input.get("teacher"),
+        test_labels=snakemake.input.labels,
     )

@@ -1,0 +1,72 @@
+"""Shared pytest hooks: one summary line per fault-injection scenario (issue 8).
+
+Tests mark themselves ``@pytest.mark.scenario("<id> <what is injected> -> <what must
+happen>")``. After the run, the terminal summary prints one line per scenario with its
+outcome and number of cases, so ``make faults`` (and any CI log) shows which failure
+modes are covered and whether they still hold without reading test names. A test may add
+a short note to its line with ``record_property("detail", "...")``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+_SCENARIO: dict[str, str] = {}  # nodeid -> scenario title
+_OUTCOME: dict[str, str] = {}  # nodeid -> "passed" | "failed" | "skipped"
+_DETAILS: dict[str, list[str]] = {}  # scenario title -> notes recorded by its tests
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "scenario(title): fault-injection scenario this test belongs to (summary)"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        marker = item.get_closest_marker("scenario")
+        if marker is not None:
+            _SCENARIO[item.nodeid] = str(marker.args[0])
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    title = _SCENARIO.get(report.nodeid)
+    if title is None:
+        return
+    if report.failed:
+        _OUTCOME[report.nodeid] = "failed"
+    elif report.skipped and _OUTCOME.get(report.nodeid) != "failed":
+        _OUTCOME[report.nodeid] = "skipped"
+    elif report.when == "call" and report.passed:
+        _OUTCOME.setdefault(report.nodeid, "passed")
+    if report.when == "call":
+        notes = _DETAILS.setdefault(title, [])
+        notes += [
+            str(v) for k, v in report.user_properties if k == "detail" and str(v) not in notes
+        ]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not _OUTCOME:
+        return
+    by_title: dict[str, list[str]] = {}
+    for nodeid, outcome in _OUTCOME.items():
+        by_title.setdefault(_SCENARIO[nodeid], []).append(outcome)
+    terminalreporter.section("fault-injection scenarios")
+    for title in sorted(by_title, key=_order):
+        outcomes = by_title[title]
+        status = "FAIL" if "failed" in outcomes else "SKIP" if "skipped" in outcomes else "PASS"
+        counts = f"{outcomes.count('passed')}/{len(outcomes)} cases"
+        notes = "; ".join(_DETAILS.get(title, []))
+        terminalreporter.write_line(
+            f"{status}  {title}  [{counts}]" + (f"  ({notes})" if notes else "")
+        )
+
+
+def _order(title: str) -> tuple[tuple[int, ...], str]:
+    """Sort "1.2 ..." before "1.10 ..." (numeric ids), untagged titles last."""
+    head = title.split(maxsplit=1)[0]
+    parts = head.split(".")
+    if all(part.isdigit() for part in parts):
+        return tuple(int(part) for part in parts), title
+    return (10**6,), title
