@@ -1,0 +1,331 @@
+"""The workflow on a real SLURM cluster, through the user's own command.
+
+``snakemake --profile slurm`` (the repository's profile, with the CI overlay
+``tests/data/ci_slurm_overlay.yaml`` layered on top as a second ``--profile``) runs the
+tiny config end to end — trimmed to one teacher and the three CNN students, see
+``_write_config``; ``KDSPECTRA_SLURM_FULL=1`` runs it untrimmed — every non-local rule as
+its own SLURM job; and a training job cancelled with ``scancel`` fails the run, after
+which the rerun resumes from the checkpoint and completes.
+
+Needs a running cluster: CI starts a single-node one with ``.ci/slurm/start.sh`` (root)
+and stops it with ``.ci/slurm/stop.sh``. Without one these tests are skipped; with
+``KDSPECTRA_REQUIRE_SLURM=1`` (set by CI) they fail instead, so CI cannot pass by
+skipping them. The tests run snakemake from a temporary working directory and name the
+profile by its path (``--profile <repo>/slurm``); a user at the repository root types
+``--profile slurm``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+TINY = REPO / "tests" / "data" / "tiny_config.yaml"
+PROFILE = REPO / "slurm"
+OVERLAY = REPO / "tests" / "data" / "ci_slurm_overlay.yaml"
+REQUIRE = "KDSPECTRA_REQUIRE_SLURM"
+FULL = "KDSPECTRA_SLURM_FULL"
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+# What the rule files promise: these run on the submit host, everything else on SLURM.
+LOCAL_RULES = {
+    "all",
+    "download",
+    "resolved_config",
+    "collect",
+    "table",
+    "data_table",
+    "paper_comparison",
+    "figure",
+}
+SLURM_RULES = {
+    "prepare_dataset",
+    "extract_teacher",
+    "extract_teacher_noisy",
+    "train_student",
+    "embed_student",
+    "spectrum",
+    "noise",
+}
+GPU_RULES = {"extract_teacher", "extract_teacher_noisy", "train_student", "embed_student"}
+
+HEADER = re.compile(r"^(local)?rule (\w+):\n(?:[ \t]+.*\n)*?[ \t]+jobid: (\d+)$", re.MULTILINE)
+SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (.+?)\)\.")
+
+
+# ---------------------------------------------------------------- the cluster
+
+
+def _cluster_problem() -> str | None:
+    """Why the tests cannot run here, or None when a SLURM cluster answers."""
+    if shutil.which("sinfo") is None:
+        return "sinfo is not on PATH: no SLURM here (start a local one: sudo .ci/slurm/start.sh)"
+    try:
+        proc = subprocess.run(
+            ["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True, timeout=30
+        )
+    except subprocess.TimeoutExpired:
+        return "no SLURM cluster responds (sinfo timed out after 30 s)"
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return f"no SLURM cluster responds (sinfo: {last}); start one: sudo .ci/slurm/start.sh"
+    states = proc.stdout.split()
+    if not any(s.rstrip("*~#").startswith(("idle", "mixed", "allocated")) for s in states):
+        return f"no SLURM node is up (sinfo node states: {states})"
+    return None
+
+
+@pytest.fixture(scope="module")
+def cluster() -> dict[str, int]:
+    """The node's CPUs and GPUs; skips (or fails under KDSPECTRA_REQUIRE_SLURM) without SLURM."""
+    problem = _cluster_problem()
+    if problem:
+        if os.environ.get(REQUIRE):
+            pytest.fail(f"{problem} ({REQUIRE} is set, so a cluster is required)")
+        pytest.skip(problem)
+    out = subprocess.run(
+        ["sinfo", "-h", "-N", "-o", "%c|%G"], capture_output=True, text=True, check=True
+    ).stdout.split()[0]
+    cpus, gres = out.split("|")
+    gpus = re.search(r"gpu(?::[^:,()]+)?:(\d+)", gres)
+    return {"cpus": int(cpus), "gpus": int(gpus.group(1)) if gpus else 0}
+
+
+def _command(timeout_s: int, *args: str) -> list[str]:
+    """``snakemake --profile slurm --profile <overlay>`` under ``timeout``: a hung status
+    query must not hang CI. SIGINT, because on SIGINT snakemake scancels its jobs (on
+    SIGTERM it waits for them)."""
+    return [
+        *("timeout", "-s", "INT", "-k", "60", str(timeout_s)),
+        *(str(SNAKEMAKE), "-s", str(REPO / "Snakefile")),
+        *("--profile", str(PROFILE), "--profile", str(OVERLAY)),
+        *args,
+    ]
+
+
+def _cancel_leftovers(output: str) -> None:
+    """scancel whatever a run left in the queue (its jobs carry the run's UUID as name)."""
+    for run_id in set(re.findall(r"SLURM run ID: (\S+)", output)):
+        subprocess.run(["scancel", "--name", run_id], check=False)
+
+
+def _run(workdir: Path, *args: str, timeout_s: int = 900) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        _command(timeout_s, *args),
+        cwd=workdir,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    _cancel_leftovers(proc.stdout)
+    return proc
+
+
+def _write_config(workdir: Path, cluster: dict[str, int], **training: int) -> dict:
+    """The tiny config, trimmed for SLURM unless KDSPECTRA_SLURM_FULL=1.
+
+    Every SLURM job pays a few seconds of Snakemake and PyTorch start-up, and the tiny
+    config makes 73 of them. The trimmed run keeps every rule, both objectives and every
+    table and figure, with one teacher and the three CNN students (29 jobs); the science
+    of the untrimmed tiny config is tested locally by test_workflow.py.
+    """
+    cfg = yaml.safe_load(TINY.read_text())
+    if not os.environ.get(FULL):
+        cfg["experiments"]["vit_digits"]["enabled"] = False
+        cfg["experiments"]["clip_digits"]["students"] = ["cnn_s", "cnn_m", "cnn_l"]
+        cfg["report"].update(figures="clip_digits", ablation_students=["cnn_s"])
+    # `device: auto` makes the GPU rules ask SLURM for a GPU (--gpus=1). The CI node's
+    # GPUs are fake, so torch finds no CUDA and the jobs compute on the CPU.
+    cfg["device"] = "auto" if cluster["gpus"] else "cpu"
+    cfg["training"].update(training)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return cfg
+
+
+def _enabled(cfg: dict) -> dict[str, dict]:
+    return {k: e for k, e in cfg["experiments"].items() if e.get("enabled", True)}
+
+
+def _slurm_jobs() -> dict[str, dict[str, str]]:
+    """Every job slurmctld still knows (MinJobAge), as ``scontrol show job`` fields."""
+    out = subprocess.run(
+        ["scontrol", "-o", "show", "job"], capture_output=True, text=True, check=True
+    ).stdout
+    jobs = {}
+    for line in out.splitlines():
+        fields = dict(re.findall(r"(\w+)=(\S*)", line))
+        if "JobId" in fields:
+            jobs[fields["JobId"]] = fields
+    return jobs
+
+
+def _tail(text: str, n: int = 6000) -> str:
+    return text[-n:]
+
+
+# ---------------------------------------------------------------- (a) end to end
+
+
+@pytest.fixture(scope="module")
+def slurm_run(cluster: dict[str, int], tmp_path_factory: pytest.TempPathFactory):
+    """The tiny config through the SLURM profile, once for the module."""
+    workdir = tmp_path_factory.mktemp("slurm_tiny")
+    cfg = _write_config(workdir, cluster)
+    start = time.monotonic()
+    proc = _run(workdir)
+    elapsed = time.monotonic() - start
+    print(f"snakemake --profile slurm on the tiny config: {elapsed:.0f} s")
+    if proc.returncode != 0:
+        pytest.fail(f"snakemake --profile slurm failed ({proc.returncode}):\n{_tail(proc.stdout)}")
+    return workdir, cfg, proc.stdout
+
+
+def test_every_non_local_rule_ran_as_a_slurm_job(slurm_run) -> None:
+    workdir, cfg, out = slurm_run
+    jobs = {int(j): (rule, bool(local)) for local, rule, j in HEADER.findall(out)}
+    submitted = {int(j): (slurm_id, Path(log)) for j, slurm_id, log in SUBMITTED.findall(out)}
+    assert jobs, f"no job headers in the snakemake output:\n{_tail(out)}"
+
+    remote = {j for j, (_, local) in jobs.items() if not local}
+    assert {jobs[j][0] for j in remote} == SLURM_RULES
+    assert {rule for rule, local in jobs.values() if local} <= LOCAL_RULES
+    assert set(submitted) == remote, "every non-local job, and only those, went to sbatch"
+
+    slurm = _slurm_jobs()
+    logdir = (workdir / ".snakemake" / "slurm_logs").resolve()
+    per_rule: dict[str, int] = {}
+    for j, (slurm_id, log) in submitted.items():
+        rule = jobs[j][0]
+        per_rule[rule] = per_rule.get(rule, 0) + 1
+        # The plugin's log for this job, kept by the overlay's slurm-keep-successful-logs.
+        assert log.is_file(), log
+        assert log.name == f"{slurm_id}.log" and log.is_relative_to(logdir / f"rule_{rule}")
+        # slurmctld's own record: the job ran and completed, for this rule.
+        info = slurm[slurm_id]
+        assert info["JobState"] == "COMPLETED", (rule, info["JobState"])
+        assert info["Comment"].startswith(f"rule_{rule}"), info["Comment"]
+        assert info["Partition"] == "debug"
+        gpu = "gpu" in info.get("TresPerJob", "")
+        assert gpu == (rule in GPU_RULES and cfg["device"] != "cpu"), (rule, info.get("TresPerJob"))
+    for rule, n in per_rule.items():
+        assert len(list((logdir / f"rule_{rule}").rglob("*.log"))) == n, rule
+
+    experiments = _enabled(cfg)
+    n_students = sum(len(e["students"]) * len(e["objectives"]) for e in experiments.values())
+    assert per_rule["train_student"] == per_rule["embed_student"] == n_students
+    assert per_rule["spectrum"] == per_rule["noise"] == n_students + len(experiments)
+
+
+def test_final_tables_and_figures_exist(slurm_run) -> None:
+    workdir, cfg, _ = slurm_run
+    run = workdir / "results" / cfg["name"]
+    for table in ("table1", "table2", "ablation"):
+        frame = pd.read_csv(run / "tables" / f"{table}.csv")
+        assert len(frame) > 0 and frame["effective_rank"].notna().all(), table
+        assert (run / "tables" / f"{table}.md").stat().st_size > 0
+    for table in ("teachers", "fig2", "fig3"):
+        assert len(pd.read_csv(run / "tables" / f"{table}.csv")) > 0, table
+    assert (run / "tables" / "paper_comparison.md").stat().st_size > 0
+    for fig in ("fig1_spectrum", "fig2_effective_rank", "fig3_noise_robustness"):
+        assert (run / "figures" / f"{fig}.png").stat().st_size > 5000, fig
+    summary = pd.read_parquet(run / "summary.parquet")
+    experiments = _enabled(cfg)
+    assert len(summary) == sum(
+        1 + len(e["students"]) * len(e["objectives"]) for e in experiments.values()
+    )
+
+
+def test_rerun_submits_nothing(slurm_run) -> None:
+    workdir, _, _ = slurm_run
+    proc = _run(workdir, "-n", timeout_s=300)
+    assert proc.returncode == 0, _tail(proc.stdout)
+    assert "Nothing to be done" in proc.stdout
+
+
+# ---------------------------------------------------------------- (b) scancel and resume
+
+
+def test_cancelled_training_fails_then_resumes_from_checkpoint(
+    cluster: dict[str, int], tmp_path: Path
+) -> None:
+    # Long enough to cancel after the first epoch's checkpoint, short enough for CI.
+    epochs = 8
+    cfg = _write_config(tmp_path, cluster, epochs=epochs)
+    unit = "clip_digits/cnn_s/cosine/seed0"
+    run = tmp_path / "results" / cfg["name"]
+    outdir = run / "students" / unit
+    target = str((outdir / "model.safetensors").relative_to(tmp_path))
+    checkpoint = run / "checkpoints" / f"{unit}.pt"
+    train_log = run / "logs" / "train" / f"{unit}.log"
+
+    # 1. Start the run (prepare -> teacher -> train); scancel the training job as soon as
+    #    its first checkpoint exists.
+    console = tmp_path / "first_run.txt"
+    with console.open("w") as fh:
+        proc = subprocess.Popen(
+            _command(600, target), cwd=tmp_path, text=True, stdout=fh, stderr=subprocess.STDOUT
+        )
+    job_id = None
+    try:
+        deadline = time.monotonic() + 480
+        while job_id is None:
+            if proc.poll() is not None:
+                pytest.fail(
+                    f"snakemake ended ({proc.returncode}) before training could be cancelled "
+                    f"(raise `epochs` if training was too quick):\n{_tail(console.read_text())}"
+                )
+            if time.monotonic() > deadline:
+                pytest.fail(f"no training job with a checkpoint:\n{_tail(console.read_text())}")
+            if checkpoint.exists():
+                job_id = next(
+                    (
+                        i
+                        for i, info in _slurm_jobs().items()
+                        if info["JobState"] == "RUNNING"
+                        and info["Comment"].startswith("rule_train_student")
+                    ),
+                    None,
+                )
+            time.sleep(0.5)
+        subprocess.run(["scancel", job_id], check=True)
+        returncode = proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=120)
+        _cancel_leftovers(console.read_text())
+    first = console.read_text()
+
+    # 2. Snakemake reports the cancelled job and fails; the checkpoint survives.
+    assert returncode != 0, _tail(first)
+    assert f"SLURM-job '{job_id}' failed, SLURM status is: 'CANCELLED'" in first, _tail(first)
+    assert _slurm_jobs()[job_id]["JobState"] == "CANCELLED"
+    assert checkpoint.is_file(), "the checkpoint must outlive the failed job"
+    assert not (tmp_path / target).exists()
+    log = train_log.read_text()
+    assert "received SIGTERM" in log, _tail(log, 2000)
+
+    # 3. The same command again: training resumes from the checkpoint and completes.
+    second = _run(tmp_path, target, timeout_s=600)
+    assert second.returncode == 0, _tail(second.stdout)
+    assert re.search(r"Job \d+ has been submitted with SLURM jobid \d+", second.stdout)
+    log = train_log.read_text()
+    assert re.search(r"resuming after epoch \d+, step \d+", log), _tail(log, 2000)
+    meta = json.loads((outdir / "meta.json").read_text())
+    assert meta["resumed_from"] is not None and meta["epochs"] == epochs
+    assert len(pd.read_csv(outdir / "metrics.csv")) == epochs
+    assert not checkpoint.exists(), "a finished training removes its checkpoint"
