@@ -14,7 +14,7 @@ help:
 	@echo "make test   - lint + unit tests + the workflow test on a tiny config"
 	@echo "make lint   - ruff, snakefmt --check, snakemake --lint"
 	@echo "make cluster-test - SLURM tests (needs a cluster: sudo .ci/slurm/start.sh)"
-	@echo "make faults - fault-injection suite, one summary line per scenario (docs/reliability.md)"
+	@echo "make faults - fault-injection suite, one summary line per scenario (README: Reliability)"
 	@echo "make bench  - throughput benchmarks against naive baselines -> results/bench/"
 	@echo "make clean  - remove results/ and .snakemake/ (keeps .venv)"
 
