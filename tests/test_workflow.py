@@ -128,3 +128,10 @@ def test_embeddings_keep_row_order_and_shape(tiny_run: Path) -> None:
 def test_rerun_is_a_no_op(tiny_run: Path) -> None:
     out = run_snakemake(tiny_run.parents[1], "-n", "--cores", "1")
     assert "Nothing to be done" in out.stdout + out.stderr
+
+
+def test_snakemake_report_renders(tiny_run: Path) -> None:
+    report = tiny_run / "report.html"
+    run_snakemake(tiny_run.parents[1], "--report", str(report))
+    html = report.read_text(errors="replace")
+    assert report.stat().st_size > 100_000 and "fig1_spectrum.png" in html

@@ -32,7 +32,7 @@ rule table:
     output:
         csv=report(
             f"{RUN}/tables/{{table}}.csv",
-            caption="../report/{table}.rst",
+            caption="../report/table.rst",
             category="Tables",
         ),
         md=f"{RUN}/tables/{{table}}.md",
@@ -55,7 +55,7 @@ rule data_table:
     output:
         csv=report(
             f"{RUN}/tables/{{data_table}}.csv",
-            caption="../report/{data_table}.rst",
+            caption="../report/data_table.rst",
             category="Tables",
         ),
     log:
@@ -98,7 +98,7 @@ rule figure:
     output:
         png=report(
             f"{RUN}/figures/{{figure}}.png",
-            caption="../report/{figure}.rst",
+            caption="../report/figure.rst",
             category="Figures",
         ),
         pdf=f"{RUN}/figures/{{figure}}.pdf",
