@@ -145,7 +145,6 @@ def _write_config(workdir: Path, cluster: dict[str, int], **training: int) -> di
     """
     cfg = yaml.safe_load(TINY.read_text())
     if not os.environ.get(FULL):
-        cfg["experiments"]["vit_digits"]["enabled"] = False
         cfg["experiments"]["clip_digits"]["students"] = ["cnn_s", "cnn_m", "cnn_l"]
         cfg["report"].update(figures="clip_digits", ablation_students=["cnn_s"])
     # `device: auto` makes the GPU rules ask SLURM for a GPU (--gpus=1). The CI node's

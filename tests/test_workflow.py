@@ -25,7 +25,7 @@ def run_snakemake(
 ) -> subprocess.CompletedProcess[str]:
     """Run the repository's Snakefile with ``workdir`` as working directory."""
     cmd = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=2400)
     if check and proc.returncode != 0:
         pytest.fail(
             f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
@@ -84,8 +84,8 @@ def test_tables_have_expected_rows(tiny_run: Path) -> None:
 
 def test_effective_ranks_within_bounds(tiny_run: Path) -> None:
     summary = pd.read_parquet(tiny_run / "summary.parquet")
-    assert len(summary) == 1 + 10 + 1 + 4
-    dims = {"clip_digits": 384, "vit_digits": 192}
+    assert len(summary) == 1 + 10
+    dims = {"clip_digits": 384}
     for _, row in summary.iterrows():
         assert 1.0 <= row["effective_rank"] <= dims[row["experiment"]]
 
