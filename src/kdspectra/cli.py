@@ -2,8 +2,10 @@
 
 ``kdspectra rank FILE.npy`` loads an N×D matrix (rows = samples), centres it and prints
 the entropy effective rank the paper uses (and, on request, the Roy–Vetterli variant,
-always labelled). Bad input is a user error, not a bug: it prints one line naming the
-file and the problem and exits with status 2, without a traceback.
+always labelled). ``kdspectra stage-times RESULTS_DIR`` prints which stage of a finished
+workflow run cost what, from Snakemake's ``benchmark:`` files. Bad input is a user error,
+not a bug: it prints one line naming the file and the problem and exits with status 2,
+without a traceback.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 from pathlib import Path
 
 from kdspectra.errors import KdspectraError
-from kdspectra.io import load_npy, save_figure
+from kdspectra.io import load_npy, save_csv, save_figure
 from kdspectra.spectrum import VARIANT_LABELS, effective_rank_from_singular_values, singular_values
 
 EXIT_USAGE = 2
@@ -38,6 +40,14 @@ def _parser() -> argparse.ArgumentParser:
         help="entropy: p ∝ σ² (the paper's, default); roy_vetterli: p ∝ σ (RankMe-style)",
     )
     rank.add_argument("--plot", type=Path, help="also plot the spectrum σ_i/σ_1 to this image")
+    stages = sub.add_parser(
+        "stage-times",
+        help="per-stage time of a finished run, from its benchmark files",
+        description="Aggregate Snakemake's benchmark files of a run (RESULTS_DIR/benchmarks/"
+        "<stage>/...) per stage: jobs, total/median/max seconds, peak RSS, share of the total.",
+    )
+    stages.add_argument("run_dir", type=Path, help="a run's results folder, e.g. results/demo")
+    stages.add_argument("--csv", type=Path, help="also write the table as CSV to this file")
     return parser
 
 
@@ -58,6 +68,20 @@ def _rank(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stage_times(args: argparse.Namespace) -> int:
+    from kdspectra.stagetimes import stage_times, to_markdown  # pandas only when asked for
+
+    table = stage_times(args.run_dir)
+    print(to_markdown(table, title=f"Per-stage time of {args.run_dir}"), end="")
+    if args.csv is not None:
+        save_csv(args.csv, table)
+        print(f"table: {args.csv}")
+    return 0
+
+
+COMMANDS = {"rank": _rank, "stage-times": _stage_times}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``kdspectra`` script; returns the exit status."""
     try:
@@ -65,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0)
     try:
-        return _rank(args)
+        return COMMANDS[args.command](args)
     except (KdspectraError, ValueError, OSError) as exc:
         print(f"kdspectra {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,0 +1,284 @@
+"""``make bench``: every benchmark against its naive baseline, plus where a run's time goes.
+
+Runs ``run(quick=..., device=...)`` of every ``benchmarks/bench_*.py`` module (each one
+times our path and a naive baseline alternately in the same process, so load from other
+processes hits both alike, and reports medians), then reads the per-stage times of a
+finished workflow run from Snakemake's ``benchmark:`` files
+(:mod:`kdspectra.stagetimes`), and writes both, with the machine they were measured on,
+to ``results/bench/<host>-<date>.json`` and a Markdown summary beside it.
+
+Speed claims in this project are ratios measured in one run on one machine; the machine
+block (CPU model, cores, load average before and after, device, torch, commit) is what
+makes a figure comparable with another one later.
+
+    PYTHONPATH=src python benchmarks/run_all.py                  # quick, CPU, ~5-11 min
+    PYTHONPATH=src python benchmarks/run_all.py --full --device cuda
+    PYTHONPATH=src python benchmarks/run_all.py --only loader --stage-times results/tiny
+
+Stage times come from ``--stage-times RESULTS_DIR`` (default ``results/demo``, written by
+``make demo``); when that run does not exist the summary says so instead of failing, so
+``make bench`` works on a fresh clone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.util
+import os
+import platform
+import re
+import socket
+import sys
+import time
+import traceback
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT / "src") not in sys.path:  # runnable without PYTHONPATH=src
+    sys.path.insert(0, str(ROOT / "src"))
+
+import pandas as pd  # noqa: E402
+
+from kdspectra.errors import ArtifactError  # noqa: E402
+from kdspectra.io import save_json, save_text  # noqa: E402
+from kdspectra.provenance import git_commit  # noqa: E402
+from kdspectra.stagetimes import stage_times  # noqa: E402
+from kdspectra.stagetimes import to_markdown as stage_markdown  # noqa: E402
+
+BENCH_DIR = Path(__file__).resolve().parent
+DEFAULT_RUN = ROOT / "results" / "demo"
+ROW_KEYS = ("name", "unit", "ours", "baseline", "ratio", "repeats")
+
+
+def _rel(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it (shorter reports)."""
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def discover(only: list[str] | None = None) -> dict[str, Path]:
+    """``bench_<name>.py`` files by ``<name>``, sorted; ``only`` keeps the named ones."""
+    found = {p.stem.removeprefix("bench_"): p for p in sorted(BENCH_DIR.glob("bench_*.py"))}
+    if only:
+        unknown = sorted(set(only) - set(found))
+        if unknown:
+            raise SystemExit(f"--only: unknown benchmark(s) {unknown}; known: {sorted(found)}")
+        found = {k: v for k, v in found.items() if k in only}
+    return found
+
+
+def load_module(name: str, path: Path) -> ModuleType:
+    """Import a benchmark file by path (``benchmarks/`` is a folder of scripts)."""
+    spec = importlib.util.spec_from_file_location(f"kdspectra_bench_{name}", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{path}: cannot be imported")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_benchmark(name: str, path: Path, *, quick: bool, device: str) -> dict[str, Any]:
+    """One module's rows, its wall time, and its error (a failing module never hides the
+    others' results: it is recorded, and the exit status says so)."""
+    start = time.perf_counter()
+    entry: dict[str, Any] = {"module": name, "file": _rel(path)}
+    try:
+        rows = load_module(name, path).run(quick=quick, device=device)
+        missing = [sorted(set(ROW_KEYS) - set(r)) for r in rows if not set(ROW_KEYS) <= set(r)]
+        if missing:
+            raise ValueError(f"rows lack the keys {missing[0]} (expected {list(ROW_KEYS)})")
+        entry["rows"] = rows
+    except Exception as exc:  # report, keep going
+        entry["rows"] = []
+        entry["error"] = f"{type(exc).__name__}: {exc}"
+        entry["traceback"] = traceback.format_exc()
+    entry["seconds"] = round(time.perf_counter() - start, 1)
+    return entry
+
+
+def read_stage_times(run_dir: Path, *, explicit: bool) -> dict[str, Any]:
+    """The per-stage table of a finished run, or why there is none."""
+    try:
+        table = stage_times(run_dir)
+    except ArtifactError as exc:
+        if explicit:
+            raise SystemExit(f"--stage-times: {exc}") from exc
+        return {"run_dir": str(run_dir), "missing": f"{exc}"}
+    return {
+        "run_dir": str(run_dir),
+        "total_job_s": round(float(table["total_s"].sum()), 1),
+        # NaN (a measure Snakemake could not take) becomes null: valid, strict JSON.
+        "stages": table.round(3).astype(object).where(table.notna(), None).to_dict("records"),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _load() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def machine(device: str) -> dict[str, Any]:
+    """What the figures were measured on; the load average shows how shared it was."""
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    info: dict[str, Any] = {
+        "hostname": socket.gethostname(),
+        "cpu": _cpu_model(),
+        "cores": cores,
+        "torch_threads": torch.get_num_threads(),
+        "device": device,
+        "gpu": torch.cuda.get_device_name(torch.device(device)) if "cuda" in device else None,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "git_commit": git_commit(ROOT),
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+    }
+    return info
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:,.3f}" if abs(v) < 10 else f"{v:,.1f}"
+    return "" if v is None else str(v)
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    """The summary a reader compares across machines: machine, every figure, every ratio."""
+    m = report["machine"]
+    device = m["gpu"] or "CPU"
+    lines = [
+        f"# Benchmarks — {m['hostname']}, {m['date']}",
+        "",
+        "| machine | |",
+        "|---|---|",
+        f"| host | {m['hostname']} |",
+        f"| CPU | {m['cpu']}, {m['cores']} cores (torch threads: {m['torch_threads']}) |",
+        f"| device | {m['device']} ({device}) |",
+        f"| torch | {m['torch']} (Python {m['python']}) |",
+        f"| commit | {m['git_commit']} |",
+        f"| mode | {report['mode']} |",
+        f"| load average (1/5/15 min) | before {report['load_before']}, "
+        f"after {report['load_after']} |",
+        f"| wall time | {report['wall_s']:.0f} s |",
+        "",
+        "Each ratio is ours ÷ baseline, both measured alternately in the same run (medians "
+        "of `repeats` timings). Rows named `..._vs_bare_*` compare our full path with the "
+        "bare model step or forward, its ceiling on this machine: 1.0 means no overhead.",
+        "",
+        "| benchmark | unit | ours | baseline | ratio | target | repeats |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for entry in report["benchmarks"]:
+        for r in entry["rows"]:
+            target = r.get("target_ratio")
+            lines.append(
+                f"| {r['name']} | {r['unit']} | {_fmt(r['ours'])} | {_fmt(r['baseline'])} | "
+                f"**{_fmt(r['ratio'])}** | {'' if target is None else f'≥ {target}'} | "
+                f"{r['repeats']} |"
+            )
+    lines += ["", "| module | seconds | status |", "|---|---:|---|"]
+    for entry in report["benchmarks"]:
+        status = entry.get("error", f"{len(entry['rows'])} rows")
+        lines.append(f"| {entry['file']} | {entry['seconds']:.0f} | {status} |")
+    st = report.get("stage_times")
+    if st is not None:
+        lines += ["", f"## Per-stage time of the workflow run `{st['run_dir']}`", ""]
+        if "missing" in st:
+            lines.append(f"Not available: {st['missing']}")
+        else:
+            lines.append(stage_markdown(pd.DataFrame(st["stages"])))
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--quick",
+        dest="quick",
+        action="store_true",
+        default=True,
+        help="small inputs, few repeats (default; minutes on a 2-core CPU)",
+    )
+    mode.add_argument(
+        "--full",
+        dest="quick",
+        action="store_false",
+        help="the paper's sizes (224 px teachers, full-width students)",
+    )
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help="run only bench_NAME.py (repeatable; e.g. loader, train, extract)",
+    )
+    p.add_argument(
+        "--stage-times",
+        type=Path,
+        metavar="RESULTS_DIR",
+        help=f"a finished run (results/<name>); default {_rel(DEFAULT_RUN)} "
+        "if it exists; 'none' skips",
+    )
+    p.add_argument(
+        "--out-dir",
+        type=Path,
+        default=ROOT / "results" / "bench",
+        help="where <host>-<date>.json/.md go",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run, write JSON + Markdown, print the summary; exit 1 if any benchmark failed."""
+    args = _parser().parse_args(argv)
+    modules = discover(args.only)
+    start, load_before = time.perf_counter(), _load()
+    report: dict[str, Any] = {
+        "mode": "quick" if args.quick else "full",
+        "machine": machine(args.device),
+        "load_before": load_before,
+        "benchmarks": [],
+    }
+    for name, path in modules.items():
+        print(f"[run_all] {path.name} ...", file=sys.stderr, flush=True)
+        entry = run_benchmark(name, path, quick=args.quick, device=args.device)
+        report["benchmarks"].append(entry)
+        status = entry.get("error", f"{len(entry['rows'])} rows")
+        print(f"[run_all] {path.name}: {status} in {entry['seconds']:.0f} s", file=sys.stderr)
+    explicit = args.stage_times is not None
+    if not (explicit and str(args.stage_times).lower() == "none"):
+        report["stage_times"] = read_stage_times(args.stage_times or DEFAULT_RUN, explicit=explicit)
+    report["load_after"] = _load()
+    report["wall_s"] = round(time.perf_counter() - start, 1)
+    stamp = dt.datetime.now().strftime("%Y-%m-%dT%H%M%S")
+    host = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname())
+    out = args.out_dir / f"{host}-{stamp}.json"
+    save_json(out, report)
+    text = to_markdown(report)
+    save_text(out.with_suffix(".md"), text)
+    print(text)
+    print(f"wrote {out} and {out.with_suffix('.md')}", file=sys.stderr)
+    return 1 if any("error" in e for e in report["benchmarks"]) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
