@@ -132,10 +132,15 @@ def test_run_all_records_benchmarks_stage_times_and_failures(
     spec.loader.exec_module(run_all)
     benches = tmp_path / "benches"
     benches.mkdir()
-    (benches / "bench_fast.py").write_text(
+    (benches / "bench_fast.py").write_text(  # a dataclass needs its module in sys.modules
+        "from __future__ import annotations\n"
+        "from dataclasses import dataclass\n"
+        "@dataclass(frozen=True)\n"
+        "class Case:\n"
+        "    repeats: int\n"
         "def run(*, quick=True, device='cpu'):\n"
         "    return [{'name': 'fast_vs_slow', 'unit': 'images/s', 'ours': 30.0,"
-        " 'baseline': 10.0, 'ratio': 3.0, 'repeats': 3}]\n"
+        " 'baseline': 10.0, 'ratio': 3.0, 'repeats': Case(3).repeats}]\n"
     )
     (benches / "bench_broken.py").write_text(
         "def run(*, quick=True, device='cpu'):\n    raise RuntimeError('boom')\n"
