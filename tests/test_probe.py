@@ -88,3 +88,24 @@ def test_errors_name_the_problem() -> None:
         fit_probe(x, np.zeros(len(x)))
     with pytest.raises(ArtifactError, match="NaN"):
         fit_probe(np.full((10, 2), np.nan), np.arange(10) % 2)
+
+
+def test_fit_runs_blas_on_one_thread_whatever_the_job_was_given(monkeypatch) -> None:
+    """One BLAS thread: faster for lbfgs's small products, and cores-independent results."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import kdspectra.probe as probe_mod
+
+    seen: list[int] = []
+    original = probe_mod.LogisticRegression.fit
+
+    def spy(self, *args, **kwargs):
+        seen.extend(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(probe_mod.LogisticRegression, "fit", spy)
+    x, y = blobs(400, 5, 32, spread=1.0, seed=4)
+    with threadpool_limits(limits=4, user_api="blas"):
+        probe = fit_probe(x, y, seed=0, Cs=(0.1, 1.0))
+    assert seen and set(seen) == {probe_mod.BLAS_THREADS}
+    assert probe.accuracy(x, y) > 0.5

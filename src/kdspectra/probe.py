@@ -16,6 +16,15 @@ case at a few minutes, never hours. Features stay float32 (sklearn's lbfgs accep
 scipy keeps the optimiser state in float64), which halves memory traffic. An lbfgs that
 stops at ``max_iter`` is logged, not fatal: a capped probe is a conservative (lower)
 accuracy estimate, applied identically to every model compared.
+
+Fits run with BLAS on one thread (:data:`BLAS_THREADS`). Profiling the noise stage on a
+2-core CPU showed lbfgs's small (N×D)·(D×K) products spend more time in the thread
+pool's hand-offs than they gain from a second core: one thread is 2.1× faster for a
+5000×768, 100-class probe and 1.5× for the whole demo noise job (``bench_probe``
+measures it in every ``make bench``). A fixed thread count also makes the fitted
+coefficients, hence the accuracies, independent of how many cores a job was given;
+with 2 BLAS threads they differ in the 7th digit. Parallelism comes from Snakemake
+running one probe per model side by side instead.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from kdspectra.errors import ArtifactError
 
@@ -38,6 +48,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CS = (0.01, 0.1, 1.0, 10.0)
 DEFAULT_C = 1.0  # used when train is too small to hold anything out
+BLAS_THREADS = 1  # see module doc: faster on small products, thread-count independent
 
 
 @dataclass
@@ -91,8 +102,12 @@ def _logreg(c: float, seed: int, max_iter: int, tol: float) -> LogisticRegressio
     return LogisticRegression(C=c, solver="lbfgs", max_iter=max_iter, tol=tol, random_state=seed)
 
 
-def _fit(model: LogisticRegression, x: np.ndarray, y: np.ndarray) -> LogisticRegression:
-    with warnings.catch_warnings(record=True) as caught:
+def _fit(
+    model: LogisticRegression, x: np.ndarray, y: np.ndarray, *, blas_threads: int | None = None
+) -> LogisticRegression:
+    """Fit with BLAS on ``blas_threads`` (default :data:`BLAS_THREADS`); log a capped fit."""
+    threads = BLAS_THREADS if blas_threads is None else blas_threads
+    with warnings.catch_warnings(record=True) as caught, threadpool_limits(threads, "blas"):
         warnings.simplefilter("always", ConvergenceWarning)
         model.fit(x, y)
     if any(issubclass(w.category, ConvergenceWarning) for w in caught):
@@ -129,6 +144,7 @@ def _select_c(
     split: tuple,
     max_iter: int,
     tol: float,
+    blas_threads: int | None = None,
 ) -> tuple[float, dict[float, float]]:
     """Held-out accuracy for each C (strong → weak, warm-started); best C, ties → smaller."""
     x_tr, x_val, y_tr, y_val = split
@@ -139,7 +155,7 @@ def _select_c(
     scores: dict[float, float] = {}
     for c in sorted(cs):
         model.C = c
-        _fit(model, x_tr, y_tr)
+        _fit(model, x_tr, y_tr, blas_threads=blas_threads)
         scores[float(c)] = float(np.mean(model.predict(x_val) == y_val))
     best = max(scores, key=lambda c: (scores[c], -c))
     return best, scores
@@ -155,11 +171,13 @@ def fit_probe(
     tol: float = 1e-4,
     val_fraction: float = 0.2,
     select_max_samples: int = 10_000,
+    blas_threads: int | None = None,
 ) -> Probe:
     """Fit the linear probe on clean train embeddings, choosing C on held-out train.
 
     Tiny training sets (a class with a single sample, fewer held-out rows than classes)
     skip the selection and use C = 1.0; ``Probe.selection_note`` records why.
+    ``blas_threads`` overrides :data:`BLAS_THREADS` (benchmarks compare the two).
     """
     x = _features(train_emb, "train embeddings")
     y = _labels(train_labels, len(x))
@@ -173,10 +191,21 @@ def fit_probe(
     if isinstance(split, str):
         best, scores, note = DEFAULT_C, {}, split
     else:
-        best, scores = _select_c(x, y, seed=seed, cs=Cs, split=split, max_iter=max_iter, tol=tol)
+        best, scores = _select_c(
+            x,
+            y,
+            seed=seed,
+            cs=Cs,
+            split=split,
+            max_iter=max_iter,
+            tol=tol,
+            blas_threads=blas_threads,
+        )
         note = f"C chosen on {len(split[3])} held-out train rows"
     scaler = StandardScaler().fit(x)
-    model = _fit(_logreg(best, seed, max_iter, tol), scaler.transform(x), y)
+    model = _fit(
+        _logreg(best, seed, max_iter, tol), scaler.transform(x), y, blas_threads=blas_threads
+    )
     log.info("probe: %s; C=%g; scores=%s", note, best, scores)
     return Probe(scaler=scaler, model=model, C=best, selection=scores, selection_note=note)
 

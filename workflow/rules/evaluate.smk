@@ -33,7 +33,9 @@ rule noise:
         f"{RUN}/benchmarks/noise/{{experiment}}/{{model}}.tsv"
     conda:
         ENV
-    threads: 2
+    # The probe's BLAS runs on one thread (kdspectra.probe.BLAS_THREADS): more would
+    # only hold cores that another model's probe can use.
+    threads: 1
     resources:
         mem_mb=16000,
         runtime=60,

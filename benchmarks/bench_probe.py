@@ -1,0 +1,121 @@
+"""Evaluation-stage costs found by profiling the demo on a 2-core CPU, before vs after.
+
+The demo's evaluation jobs (spectrum, noise: 36 of its jobs) were its second-largest
+cost after training. Profiling them (py-spy and ``python -X importtime``) showed two
+things, both fixed; this module measures each fix against the code path it replaced,
+alternately in the same run:
+
+* **probe fit** — lbfgs's BLAS products on all cores (before) vs on one thread (after,
+  :data:`kdspectra.probe.BLAS_THREADS`), for a probe the size of the paper's
+  selection subsample (5000×768 features, 100 classes).
+* **job start-up** — the time from a fresh interpreter to a job ready to work, for a job
+  that never uses torch (spectrum, noise, collect, tables, figures): importing torch at
+  start-up because :mod:`kdspectra.device` imported it at module level (before) vs the
+  lazy import now (after). Each is a real subprocess, as a Snakemake ``script:`` job is.
+
+Rates are fits/s and jobs/s (higher is better), so ratio = after ÷ before is the
+speed-up.
+
+    PYTHONPATH=src python benchmarks/bench_probe.py [--full]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from kdspectra.probe import fit_probe
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+JOB_START = (
+    "from kdspectra.logs import job\n"
+    "from kdspectra.stages import spectrum, noise\n"
+    "with job(None, 1):\n"
+    "    pass\n"
+)
+
+
+def probe_data(n: int, dim: int, classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian class clusters: separable enough to converge, hard enough to iterate."""
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(classes, dim)).astype(np.float32)
+    y = rng.integers(0, classes, n)
+    x = centers[y] * 0.3 + rng.normal(size=(n, dim)).astype(np.float32)
+    return x, y
+
+
+def alternate(after: Callable[[], None], before: Callable[[], None], repeats: int) -> tuple:
+    """Median rates (1/s) of both, timed alternately after one untimed call each."""
+    after()
+    before()
+    rates: dict[str, list[float]] = {"after": [], "before": []}
+    for _ in range(repeats):
+        for name, fn in (("after", after), ("before", before)):
+            start = time.perf_counter()
+            fn()
+            rates[name].append(1.0 / (time.perf_counter() - start))
+    return statistics.median(rates["after"]), statistics.median(rates["before"])
+
+
+def start_job(eager_torch: bool) -> Callable[[], None]:
+    """A fresh interpreter that starts a non-torch job, optionally importing torch first."""
+    code = ("import torch\n" if eager_torch else "") + JOB_START
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+    }
+
+    def run() -> None:
+        subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+    return run
+
+
+def _row(name: str, unit: str, after: float, before: float, repeats: int) -> dict:
+    return {
+        "name": name,
+        "unit": unit,
+        "ours": round(after, 3),
+        "baseline": round(before, 3),
+        "ratio": round(after / before, 2),
+        "repeats": repeats,
+    }
+
+
+def run(*, quick: bool = True, device: str = "cpu") -> list[dict]:
+    """Both fixes against what they replaced; ``device`` is unused (CPU-only stages)."""
+    del device
+    repeats = 3 if quick else 7
+    n = 2000 if quick else 5000
+    x, y = probe_data(n, 768, 100)
+    cores = os.cpu_count() or 1
+    fit = dict(max_iter=100, Cs=(0.1, 1.0))
+    after, before = alternate(
+        lambda: fit_probe(x, y, **fit),
+        lambda: fit_probe(x, y, blas_threads=cores, **fit),
+        repeats,
+    )
+    rows = [_row(f"probe_fit_{n}x768_100cls_blas1_vs_{cores}", "fits/s", after, before, repeats)]
+    after, before = alternate(start_job(False), start_job(True), repeats)
+    rows.append(_row("job_startup_lazy_vs_eager_torch", "jobs/s", after, before, repeats))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="5000-row probe, 7 repeats")
+    args = parser.parse_args()
+    print(json.dumps(run(quick=not args.full), indent=2))
+
+
+if __name__ == "__main__":
+    main()
