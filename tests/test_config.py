@@ -45,6 +45,12 @@ def test_demo_overlay_replaces_only_what_it_names() -> None:
     assert cfg["teachers"]["clip_vit_b32"]["pretrained"] is None
     assert not cfg["experiments"]["clip_cifar10"]["enabled"]
     assert cfg["training"]["infonce"]["weight"] == 1.0
+    assert cfg["threads"] == 1  # two one-thread jobs side by side on a 2-core laptop
+
+
+def test_torch_jobs_default_to_four_threads() -> None:
+    cfg = validate_config(copy.deepcopy(PAPER), SCHEMA)
+    assert cfg["threads"] == 4
 
 
 def test_defaults_fill_named_maps() -> None:
@@ -106,6 +112,7 @@ MALFORMED = {
     ),
     "epochs is a string": (_set("training.epochs", "ten"), ["training.epochs", "ten", "integer"]),
     "zero epochs": (_set("training.epochs", 0), ["training.epochs", "0", ">= 1"]),
+    "zero threads": (_set("threads", 0), ["threads", "0", ">= 1"]),
     "negative batch": (_set("training.batch_size", -8), ["training.batch_size", "-8"]),
     "zero lr": (_set("training.lr", 0), ["training.lr", "> 0"]),
     "negative temperature": (

@@ -42,6 +42,9 @@ ENV = "../../envs/kdspectra.yaml"
 # GPU rules ask the scheduler for one GPU unless the run is pinned to the CPU (on a
 # cluster the submit host has no GPU, so `auto` must still request one).
 GPU = 0 if config["device"] == "cpu" else 1
+# Threads of the torch rules; embedding is light, so it never holds more than 2.
+TORCH_THREADS = config["threads"]
+EMBED_THREADS = min(2, TORCH_THREADS)
 MODEL_RE = r"teacher|[a-z_]+/(cosine|cosine_infonce)/seed[0-9]+"
 
 

@@ -16,7 +16,7 @@ rule train_student:
         f"{RUN}/benchmarks/train/{{experiment}}/{{student}}/{{objective}}/seed{{seed}}.tsv"
     conda:
         ENV
-    threads: 4
+    threads: TORCH_THREADS
     resources:
         gpu=GPU,
         mem_mb=16000,
@@ -46,7 +46,7 @@ rule embed_student:
         f"{RUN}/benchmarks/embed_student/{{experiment}}/{{student}}/{{objective}}/seed{{seed}}.tsv"
     conda:
         ENV
-    threads: 2
+    threads: EMBED_THREADS
     resources:
         gpu=GPU,
         mem_mb=8000,

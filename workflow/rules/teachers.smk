@@ -18,7 +18,7 @@ rule extract_teacher:
         f"{RUN}/benchmarks/extract_teacher/{{dataset}}/{{teacher}}.tsv"
     conda:
         ENV
-    threads: 4
+    threads: TORCH_THREADS
     resources:
         gpu=GPU,
         mem_mb=24000,
@@ -43,7 +43,7 @@ rule extract_teacher_noisy:
         f"{RUN}/benchmarks/extract_teacher_noisy/{{dataset}}/{{teacher}}.tsv"
     conda:
         ENV
-    threads: 4
+    threads: TORCH_THREADS
     resources:
         gpu=GPU,
         mem_mb=24000,
