@@ -75,7 +75,7 @@ from kdspectra.device import limit_threads, resolve_device  # noqa: E402
 from kdspectra.io import save_json, save_text  # noqa: E402
 from kdspectra.noise import add_gaussian_noise  # noqa: E402
 from kdspectra.probe import fit_probe, noise_accuracy  # noqa: E402
-from kdspectra.provenance import git_commit  # noqa: E402
+from kdspectra.provenance import cpu_model, git_commit  # noqa: E402
 from kdspectra.spectrum import effective_rank_from_singular_values, singular_values  # noqa: E402
 from kdspectra.stages import train_config  # noqa: E402
 from kdspectra.teachers import Teacher, build_teacher  # noqa: E402
@@ -632,7 +632,7 @@ def machine(device: torch.device) -> dict[str, Any]:
     """Where the numbers were measured."""
     info: dict[str, Any] = {
         "host": socket.gethostname(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cores": len(_affinity()),
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -650,16 +650,6 @@ def _affinity() -> set[int]:
         return os.sched_getaffinity(0)
     except (AttributeError, OSError):
         return {0}
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def targets(report: dict[str, Any]) -> list[dict[str, Any]]:

@@ -44,7 +44,7 @@ import pandas as pd  # noqa: E402
 
 from kdspectra.errors import ArtifactError  # noqa: E402
 from kdspectra.io import save_json, save_text  # noqa: E402
-from kdspectra.provenance import git_commit  # noqa: E402
+from kdspectra.provenance import cpu_model, git_commit  # noqa: E402
 from kdspectra.stagetimes import stage_times  # noqa: E402
 from kdspectra.stagetimes import to_markdown as stage_markdown  # noqa: E402
 
@@ -122,16 +122,6 @@ def read_stage_times(run_dir: Path, *, explicit: bool) -> dict[str, Any]:
     }
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _load() -> list[float] | None:
     try:
         return [round(v, 2) for v in os.getloadavg()]
@@ -146,7 +136,7 @@ def machine(device: str) -> dict[str, Any]:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     info: dict[str, Any] = {
         "hostname": socket.gethostname(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cores": cores,
         "torch_threads": torch.get_num_threads(),
         "device": device,

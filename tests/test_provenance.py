@@ -32,3 +32,19 @@ def test_git_commit_outside_repo(tmp_path: Path) -> None:
     assert git_commit(tmp_path) == "unknown"
     here = git_commit(Path(__file__).parent)
     assert here != "" and (here == "unknown" or len(here.split("-")[0]) >= 7)
+
+
+def test_cpu_model_names_the_cpu_or_falls_back(monkeypatch) -> None:
+    import platform
+
+    from kdspectra import provenance
+
+    name = provenance.cpu_model()
+    assert isinstance(name, str) and name.strip()
+
+    def unreadable(self, *args, **kwargs):
+        raise OSError("no /proc here")
+
+    monkeypatch.setattr(provenance.Path, "read_text", unreadable)
+    monkeypatch.setattr(platform, "processor", lambda: "")
+    assert provenance.cpu_model() == platform.machine()

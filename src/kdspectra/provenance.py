@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import platform
 import subprocess
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -21,6 +22,21 @@ def config_hash(config: Mapping[str, Any]) -> str:
     """Return a short, order-independent sha256 of a (resolved) config mapping."""
     blob = json.dumps(config, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux ``/proc/cpuinfo``, else what ``platform`` knows).
+
+    Benchmarks record it beside every figure: a throughput is only comparable with one
+    measured on the same kind of machine.
+    """
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def git_commit(repo: str | Path = ".") -> str:

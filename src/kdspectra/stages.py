@@ -311,6 +311,10 @@ def noise(
     save_parquet(out, frame)
 
 
+# Which experiment a model belongs to; parse_model() adds which model it is.
+RUN_KEYS = ("experiment", "dataset", "teacher")
+
+
 def parse_model(model: str) -> dict[str, Any]:
     """``teacher`` or ``<student>/<objective>/seed<k>`` → summary key columns."""
     if model == "teacher":
@@ -334,12 +338,7 @@ def collect(
     """
     rows, noise_rows = [], []
     for rec in records:
-        keys = {
-            "experiment": rec["experiment"],
-            "dataset": rec["dataset"],
-            "teacher": rec["teacher"],
-        }
-        keys |= parse_model(rec["model"])
+        keys = {k: rec[k] for k in RUN_KEYS} | parse_model(rec["model"])
         spec = load_json(rec["spectrum"])
         curve = pd.read_parquet(rec["noise"])
         clean = curve.loc[curve["sigma"] == 0.0, "accuracy"]
@@ -355,17 +354,7 @@ def collect(
         )
         noise_rows.append(curve[["sigma", "accuracy"]].assign(**keys))
     save_parquet(summary_out, pd.DataFrame(rows))
-    cols = [
-        "experiment",
-        "dataset",
-        "teacher",
-        "role",
-        "student",
-        "objective",
-        "seed",
-        "sigma",
-        "accuracy",
-    ]
+    cols = [*RUN_KEYS, "role", "student", "objective", "seed", "sigma", "accuracy"]
     save_parquet(noise_out, pd.concat(noise_rows, ignore_index=True)[cols])
 
 
