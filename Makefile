@@ -15,7 +15,7 @@ help:
 	@echo "make lint   - ruff, snakefmt --check, snakemake --lint"
 	@echo "make cluster-test - SLURM tests (needs a cluster: sudo .ci/slurm/start.sh)"
 	@echo "make faults - fault-injection suite, one summary line per scenario (README: Reliability)"
-	@echo "make bench  - throughput benchmarks against naive baselines -> results/bench/"
+	@echo "make bench  - benchmarks vs naive baselines + the demo timed per stage -> results/bench/"
 	@echo "make clean  - remove results/ and .snakemake/ (keeps .venv)"
 
 $(STAMP): pyproject.toml
@@ -55,8 +55,9 @@ faults: $(STAMP)
 cluster-test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m cluster tests/test_cluster.py
 
+# Every benchmark module, then the demo DAG from nothing in a scratch directory, timed.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/run_all.py --demo --cores $(CORES)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -m "not workflow and not cluster"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -169,3 +170,58 @@ def test_run_all_records_benchmarks_stage_times_and_failures(
         run_all.main(
             ["--only", "fast", "--stage-times", str(tmp_path / "no"), "--out-dir", str(out)]
         )
+
+
+FAKE_SNAKEMAKE = '''#!{python}
+"""Stands in for snakemake: checks the command, writes one benchmark file, or fails."""
+import sys
+from pathlib import Path
+
+args = sys.argv[1:]
+work = Path(args[args.index("--directory") + 1])
+assert (work / "config.yaml").is_file(), "the scratch directory needs the paper config"
+assert args[args.index("--cores") + 1] == "2"
+if "{mode}" == "fail":
+    print("MissingInputException in rule train", file=sys.stderr)
+    sys.exit(3)
+bench = work / "results" / "demo" / "benchmarks" / "train" / "a.tsv"
+bench.parent.mkdir(parents=True)
+bench.write_text("{header}\\n7.50\\t0:00:07\\t321\\t1\\t1\\t1\\t0\\t0\\t50\\t7.5\\n")
+print("Finished jobid: 0 (Rule: all)\\n5 of 5 steps (100%) done", file=sys.stderr)
+'''
+
+
+@pytest.mark.parametrize("mode", ["ok", "fail"])
+def test_run_all_demo_times_a_fresh_run_in_a_scratch_directory(
+    tmp_path: Path, monkeypatch, mode: str
+) -> None:
+    """--demo: the DAG runs from nothing elsewhere; wall time, jobs and stages are kept,
+    a failed run is recorded with its log tail and makes the exit status 1."""
+    import importlib.util
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("run_all_demo", root / "benchmarks/run_all.py")
+    assert spec is not None and spec.loader is not None
+    run_all = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "run_all_demo", run_all)
+    spec.loader.exec_module(run_all)
+    fake = tmp_path / "snakemake"
+    fake.write_text(FAKE_SNAKEMAKE.format(python=sys.executable, mode=mode, header=HEADER))
+    fake.chmod(0o755)
+    monkeypatch.setattr(run_all, "SNAKEMAKE", fake)
+    monkeypatch.setattr(run_all, "BENCH_DIR", tmp_path / "no-benches")
+    (tmp_path / "no-benches").mkdir()
+    out = tmp_path / "bench"
+    rc = run_all.main(["--demo", "--cores", "2", "--out-dir", str(out)])
+    (report_path,) = out.glob("*.json")
+    st = json.loads(report_path.read_text())["stage_times"]
+    md = report_path.with_suffix(".md").read_text()
+    if mode == "ok":
+        assert rc == 0 and st["jobs"] == 5 and st["cores"] == 2 and st["wall_s"] >= 0
+        assert st["stages"][0]["rule"] == "train" and st["total_job_s"] == 7.5
+        assert "Whole pipeline: **" in md and "5 jobs" in md
+    else:
+        assert rc == 1 and "exit 3" in st["error"] and "MissingInputException" in st["log_tail"]
+        assert "the demo run failed (exit 3)" in md
+    assert not list(Path(tempfile.gettempdir()).glob("kdspectra-bench-demo-*/results"))
