@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 import tempfile
 from pathlib import Path
+from types import ModuleType
 
 import pandas as pd
 import pytest
@@ -117,20 +120,23 @@ def test_cli_bad_dir_is_a_one_line_error(tmp_path: Path, capsys) -> None:
     assert err.startswith("kdspectra stage-times: error:") and "Traceback" not in err
 
 
-def test_run_all_records_benchmarks_stage_times_and_failures(
-    run_dir: Path, tmp_path: Path, monkeypatch
-) -> None:
-    """benchmarks/run_all.py: every module's rows, a failing module recorded (exit 1),
-    the run's stage table in the JSON and the Markdown summary."""
-    import importlib.util
-    import sys
-
+@pytest.fixture
+def run_all(monkeypatch) -> ModuleType:
+    """benchmarks/run_all.py loaded as a module (registered: its benchmarks need that)."""
     root = Path(__file__).resolve().parents[1]
     spec = importlib.util.spec_from_file_location("run_all", root / "benchmarks/run_all.py")
     assert spec is not None and spec.loader is not None
-    run_all = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "run_all", run_all)
-    spec.loader.exec_module(run_all)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "run_all", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_run_all_records_benchmarks_stage_times_and_failures(
+    run_all: ModuleType, run_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """benchmarks/run_all.py: every module's rows, a failing module recorded (exit 1),
+    the run's stage table in the JSON and the Markdown summary."""
     benches = tmp_path / "benches"
     benches.mkdir()
     (benches / "bench_fast.py").write_text(  # a dataclass needs its module in sys.modules
@@ -193,19 +199,10 @@ print("Finished jobid: 0 (Rule: all)\\n5 of 5 steps (100%) done", file=sys.stder
 
 @pytest.mark.parametrize("mode", ["ok", "fail"])
 def test_run_all_demo_times_a_fresh_run_in_a_scratch_directory(
-    tmp_path: Path, monkeypatch, mode: str
+    run_all: ModuleType, tmp_path: Path, monkeypatch, mode: str
 ) -> None:
     """--demo: the DAG runs from nothing elsewhere; wall time, jobs and stages are kept,
     a failed run is recorded with its log tail and makes the exit status 1."""
-    import importlib.util
-    import sys
-
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("run_all_demo", root / "benchmarks/run_all.py")
-    assert spec is not None and spec.loader is not None
-    run_all = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "run_all_demo", run_all)
-    spec.loader.exec_module(run_all)
     fake = tmp_path / "snakemake"
     fake.write_text(FAKE_SNAKEMAKE.format(python=sys.executable, mode=mode, header=HEADER))
     fake.chmod(0o755)
