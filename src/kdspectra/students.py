@@ -258,3 +258,16 @@ def build_student(name: str, embed_dim: int, *, width_mult: float = 1.0) -> nn.M
 def count_parameters(model: nn.Module) -> int:
     """Trainable parameters (buffers such as BN statistics and the normaliser excluded)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def feature_width(model: nn.Module) -> int:
+    """Width of the features that the linear head maps to the embedding.
+
+    The head is linear, so a student's centred embeddings have rank at most this width:
+    the ceiling beside every effective rank (``rank_ceiling`` in DESIGN.md), which keeps a
+    low ER that the architecture forces from passing for collapse.
+    """
+    head = getattr(model, "head", None)
+    if not isinstance(head, nn.Linear):
+        raise TypeError(f"feature_width: expected a student with a linear .head, found {head!r}")
+    return int(head.in_features)
