@@ -172,11 +172,11 @@ def test_malformed_config_fails_with_named_key(case: str) -> None:
         assert fragment in message, f"{case}: {fragment!r} not in {message!r}"
 
 
-def test_cuda_requested_without_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cuda_is_not_checked_when_the_config_is_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cluster's login node parses the Snakefile and has no GPU; the jobs check CUDA."""
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     cfg = copy.deepcopy(PAPER)
     cfg["device"] = "cuda"
-    with pytest.raises(ConfigError, match=r"'device'.*cuda"):
-        validate_config(cfg, SCHEMA)
+    assert validate_config(cfg, SCHEMA)["device"] == "cuda"

@@ -10,8 +10,26 @@ import pytest
 import torch
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from kdspectra.device import limit_threads, resolve_device
-from kdspectra.errors import ConfigError
+from kdspectra.device import (
+    FALLBACK_ENV,
+    device_record,
+    gpu_allocated,
+    limit_threads,
+    resolve_device,
+    set_deterministic,
+)
+from kdspectra.errors import ConfigError, DeviceError
+
+GPU_ENV = ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_GPUS", FALLBACK_ENV)
+
+
+@pytest.fixture
+def no_cuda(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """A machine whose CUDA does not work, with no GPU variables set."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for var in GPU_ENV:
+        monkeypatch.delenv(var, raising=False)
+    return monkeypatch
 
 
 def test_cpu_and_auto_resolve() -> None:
@@ -29,6 +47,57 @@ def test_unknown_device_names_the_key() -> None:
 def test_cuda_without_cuda_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"cuda.*'auto' or 'cpu'"):
         resolve_device("cuda")
+
+
+@pytest.mark.parametrize(
+    ("var", "value"), [("CUDA_VISIBLE_DEVICES", "0"), ("SLURM_JOB_GPUS", "3")]
+)
+def test_auto_inside_a_gpu_allocation_without_cuda_fails(no_cuda, var: str, value: str) -> None:
+    """`--gpus=1` on a node whose CUDA is broken must not quietly train on the CPU."""
+    no_cuda.setenv(var, value)
+    with pytest.raises(DeviceError, match=rf"'device'.*{var}='{value}'.*{FALLBACK_ENV}=1"):
+        resolve_device("auto")
+
+
+@pytest.mark.parametrize("value", ["", "-1", "NoDevFiles"])
+def test_auto_falls_back_when_the_job_was_given_no_gpu(no_cuda, value: str) -> None:
+    no_cuda.setenv("CUDA_VISIBLE_DEVICES", value)
+    assert gpu_allocated() is None
+    assert resolve_device("auto") == torch.device("cpu")
+
+
+def test_cpu_fallback_opt_out(no_cuda) -> None:
+    no_cuda.setenv("CUDA_VISIBLE_DEVICES", "0")
+    assert resolve_device("auto", allow_cpu_fallback=True) == torch.device("cpu")
+    no_cuda.setenv(FALLBACK_ENV, "1")
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(DeviceError):  # the argument wins over the environment
+        resolve_device("auto", allow_cpu_fallback=False)
+
+
+def test_cpu_is_never_checked_against_the_allocation(no_cuda) -> None:
+    no_cuda.setenv("SLURM_JOB_GPUS", "0")
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+def test_device_record_names_the_allocation(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    monkeypatch.delenv("SLURM_JOB_GPUS", raising=False)
+    record = device_record(torch.device("cpu"))
+    assert record == {"device": "cpu", "cuda_visible_devices": "1", "slurm_job_gpus": None}
+
+
+def test_set_deterministic_switches_kernels_and_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    try:
+        set_deterministic(True)
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] in (":4096:8", ":16:8")
+    finally:
+        set_deterministic(False)
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert not torch.backends.cudnn.deterministic and torch.backends.cudnn.benchmark
 
 
 def test_limit_threads_caps_torch_blas_and_env(monkeypatch) -> None:

@@ -251,23 +251,14 @@ def _check_report(config: Mapping[str, Any]) -> Iterator[str]:
                 )
 
 
-def _check_device(config: Mapping[str, Any]) -> Iterator[str]:
-    if config["device"] == "cuda":
-        import torch  # only here: importing torch costs seconds at every parse
-
-        if not torch.cuda.is_available():
-            yield (
-                "config key 'device': 'cuda' was requested but no CUDA device is available "
-                "here; use 'auto' or 'cpu'"
-            )
-
-
 def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
     """Validate ``config`` and return it with defaults filled in.
 
     Raises :class:`ConfigError` with the first problem found: schema violations first
     (types, ranges, names), then cross-key checks (references between sections, files
-    that must exist, a CUDA device that must be present).
+    that must exist). CUDA is not checked here: the machine that parses the Snakefile
+    (a cluster's login node) is not the one that computes; the jobs check it
+    (:func:`kdspectra.device.resolve_device`).
     """
     check_schema(config, schema)
     resolved = fill_defaults(dict(config), schema, schema)
@@ -276,7 +267,6 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dic
         _check_teachers,
         _check_experiments,
         _check_report,
-        _check_device,
     ):
         for problem in check(resolved):
             raise ConfigError(problem)

@@ -8,34 +8,111 @@ a 2-core CPU (a spectrum job went from 4.8 s to 1.2 s without it).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from kdspectra.errors import ConfigError
+from kdspectra.errors import ConfigError, DeviceError
 
 if TYPE_CHECKING:
     import torch
 
 DEVICES = ("auto", "cuda", "cpu")
+FALLBACK_ENV = "KDSPECTRA_ALLOW_CPU_FALLBACK"
+# Values a scheduler or a user writes into CUDA_VISIBLE_DEVICES to mean "no GPU".
+_NO_GPU = ("", "-1", "NoDevFiles")
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """Map ``auto|cuda|cpu`` to a :class:`torch.device`.
+def gpu_allocated(env: Mapping[str, str] | None = None) -> str | None:
+    """Why this process looks as if it was given a GPU, or None.
 
-    ``auto`` picks CUDA when available. ``cuda`` on a machine without CUDA is a config
-    error rather than a silent fallback: a 100x slower run is not what the user asked for.
+    SLURM's ``--gpus``/``--gres`` sets ``SLURM_JOB_GPUS`` and binds the card through
+    ``CUDA_VISIBLE_DEVICES``; a user pinning a card sets the latter. Either one, with a
+    value that names a device, means the job was meant to compute on a GPU.
+    """
+    env = os.environ if env is None else env
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() not in _NO_GPU:
+        return f"CUDA_VISIBLE_DEVICES={visible!r}"
+    gpus = env.get("SLURM_JOB_GPUS")
+    if gpus:
+        return f"SLURM_JOB_GPUS={gpus!r}"
+    return None
+
+
+def cpu_fallback_allowed(env: Mapping[str, str] | None = None) -> bool:
+    """Whether ``KDSPECTRA_ALLOW_CPU_FALLBACK`` opts out of the allocated-GPU check."""
+    env = os.environ if env is None else env
+    return env.get(FALLBACK_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def resolve_device(name: str = "auto", *, allow_cpu_fallback: bool | None = None) -> torch.device:
+    """Map ``auto|cuda|cpu`` to a :class:`torch.device`, at job time.
+
+    Called inside the job, never when the Snakefile is parsed: on a cluster the login
+    node that parses it has no GPU, the compute node does. ``cuda`` without CUDA is a
+    config error rather than a silent fallback: a 100x slower run is not what the user
+    asked for. ``auto`` picks CUDA when available; it falls back to the CPU only when
+    the job was not given a GPU (:func:`gpu_allocated`), because a GPU allocation whose
+    CUDA does not work (driver mismatch, CPU-only torch) is a broken node, not a choice.
+    ``allow_cpu_fallback`` (default: the ``KDSPECTRA_ALLOW_CPU_FALLBACK`` environment
+    variable) accepts that fallback, for nodes whose GPUs are known to be fake (CI).
     """
     if name not in DEVICES:
         raise ConfigError(f"config key 'device': expected one of {list(DEVICES)}, found {name!r}")
     import torch
 
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
+    if name == "cpu" or torch.cuda.is_available():
+        return torch.device("cpu" if name == "cpu" else "cuda")
+    if name == "cuda":
         raise ConfigError(
             "config key 'device': 'cuda' was requested but torch.cuda.is_available() is False "
             "on this machine; use 'auto' or 'cpu'"
         )
-    return torch.device(name)
+    allocated = gpu_allocated()
+    allowed = cpu_fallback_allowed() if allow_cpu_fallback is None else allow_cpu_fallback
+    if allocated and not allowed:
+        raise DeviceError(
+            f"config key 'device' is 'auto' and this job was given a GPU ({allocated}), but "
+            f"torch.cuda.is_available() is False (torch {torch.__version__}, CUDA build "
+            f"{torch.version.cuda}): the job would run on the CPU, many times slower. Fix the "
+            f"node's driver or torch build, set 'device: cpu', or accept the fallback with "
+            f"{FALLBACK_ENV}=1 (config key 'allow_cpu_fallback: true')"
+        )
+    return torch.device("cpu")
+
+
+def device_record(device: torch.device) -> dict[str, Any]:
+    """Where a job computed, for its ``meta.json``: a reader can tell a GPU job that ran
+    on the CPU, and which card of the allocation it had."""
+    record: dict[str, Any] = {
+        "device": str(device),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "slurm_job_gpus": os.environ.get("SLURM_JOB_GPUS"),
+    }
+    if device.type == "cuda":
+        import torch
+
+        record["cuda_device_name"] = torch.cuda.get_device_name(device)
+    return record
+
+
+def set_deterministic(enabled: bool) -> None:
+    """Switch PyTorch between reproducible and fast kernels (``training.deterministic``).
+
+    Enabled: deterministic algorithms only (an op without one raises instead of silently
+    varying), cuDNN autotuning off (it picks kernels by timing, which varies run to run)
+    and the cuBLAS workspace fixed (cuBLAS needs it for reproducible GEMMs; it is read
+    when the first handle is created, so this must run before any CUDA matmul). Disabled:
+    the defaults back. CPU training is already bitwise reproducible either way.
+    """
+    import torch
+
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(enabled)
+    torch.backends.cudnn.deterministic = enabled
+    torch.backends.cudnn.benchmark = not enabled
 
 
 def limit_threads(n: int) -> None:
@@ -47,7 +124,6 @@ def limit_threads(n: int) -> None:
     variables cover libraries imported later (torch reads them at import), threadpoolctl
     the BLAS already loaded, and ``set_num_threads`` a torch already imported.
     """
-    import os
     import sys
 
     from threadpoolctl import threadpool_limits

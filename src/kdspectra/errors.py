@@ -26,3 +26,8 @@ class ArtifactError(KdspectraError, ValueError):
 
 class ChecksumError(DataError):
     """A downloaded file's md5 does not match the config."""
+
+
+class DeviceError(KdspectraError, RuntimeError):
+    """The job's hardware is not what the config and the scheduler promised (a GPU
+    allocation whose CUDA does not work)."""

@@ -89,7 +89,7 @@ def extract_teacher(
     :func:`kdspectra.probe.fit_probe` keyword arguments (see
     :func:`kdspectra.config.probe_options`).
     """
-    from kdspectra.device import resolve_device
+    from kdspectra.device import device_record, resolve_device
     from kdspectra.probe import fit_probe
     from kdspectra.spectrum import effective_rank
     from kdspectra.teachers import build_teacher
@@ -105,7 +105,7 @@ def extract_teacher(
         log.info("%s: %d images at %.0f img/s", split, len(images), rates[split])
         save_embeddings(out[split], out[f"{split}_parquet"], emb, labels, split)
         results[split] = (emb, labels)
-    meta = {**teacher.describe(), "device": str(device), "images_per_s": rates}
+    meta = {**teacher.describe(), **device_record(device), "images_per_s": rates}
     save_json(out["meta"], meta)
     fitted = fit_probe(*results["train"], **(probe or {}))
     sanity = {

@@ -23,6 +23,7 @@ from kdspectra.config import (
     teacher_weights_source,
     validate_config,
 )
+from kdspectra.device import FALLBACK_ENV
 from kdspectra.errors import ConfigError
 from kdspectra.provenance import config_hash, git_commit
 
@@ -42,6 +43,11 @@ ENV = "../../envs/kdspectra.yaml"
 # GPU rules ask the scheduler for one GPU unless the run is pinned to the CPU (on a
 # cluster the submit host has no GPU, so `auto` must still request one).
 GPU = 0 if config["device"] == "cpu" else 1
+# The jobs check CUDA themselves (kdspectra.device.resolve_device); `allow_cpu_fallback`
+# reaches them as the environment variable every job inherits from this process (local
+# jobs directly, SLURM jobs through sbatch, which exports the submitter's environment).
+if config["allow_cpu_fallback"]:
+    os.environ[FALLBACK_ENV] = "1"
 # Threads of the torch rules; embedding is light, so it never holds more than 2.
 TORCH_THREADS = config["threads"]
 EMBED_THREADS = min(2, TORCH_THREADS)
