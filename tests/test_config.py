@@ -180,3 +180,25 @@ def test_cuda_is_not_checked_when_the_config_is_parsed(monkeypatch: pytest.Monke
     cfg = copy.deepcopy(PAPER)
     cfg["device"] = "cuda"
     assert validate_config(cfg, SCHEMA)["device"] == "cuda"
+
+
+# Names that would put a run's tables/students/checkpoints outside results/ (or hide them),
+# or in a folder every run shares (prepared data, downloads, logs, benchmark reports).
+BAD_RUN_NAMES = ["", ".", "..", ".hidden", "a/b", "../x", "a\\b", "data", "downloads", "logs",
+                 "bench", "Data"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", BAD_RUN_NAMES)
+def test_run_names_that_escape_or_collide_are_refused(name: str) -> None:
+    cfg = copy.deepcopy(PAPER)
+    cfg["name"] = name
+    with pytest.raises(ConfigError, match=r"^config key 'name': ") as err:
+        validate_config(cfg, SCHEMA)
+    assert repr(name) in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["paper", "demo", "run-2.b", "my_run.v1", "data2", "a..b"])
+def test_ordinary_run_names_pass(name: str) -> None:
+    cfg = copy.deepcopy(PAPER)
+    cfg["name"] = name
+    assert validate_config(cfg, SCHEMA)["name"] == name

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,11 @@ from kdspectra.errors import ConfigError
 from kdspectra.registry import DEFAULT_FORMATS, OFFLINE_FORMATS
 
 WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".safetensors", ".ckpt", ".npz")
+# A run name is one folder under results/; the schema's `name` pattern says the same.
+RUN_NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
+# Folders under results/ that every run shares: prepared data, downloads, job logs, and
+# the benchmark reports of `make bench`.
+RESERVED_RUN_NAMES = frozenset({"data", "downloads", "logs", "bench"})
 
 
 def load_schema(path: str | Path) -> dict[str, Any]:
@@ -173,6 +179,30 @@ def probe_options(evaluation: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _check_name(config: Mapping[str, Any]) -> Iterator[str]:
+    """The run name becomes ``results/<name>/``: it must stay one visible folder there.
+
+    ``..`` or a separator would put tables, students and checkpoints outside ``results/``
+    (and outside ``.gitignore`` and ``make clean``); a leading dot hides the run; a reserved
+    name lands in a folder every run shares. Compared case-insensitively, for filesystems
+    that are (macOS, Windows).
+    """
+    name = config.get("name")
+    if not isinstance(name, str):
+        return  # absent (the default applies) or not a string: the schema says which
+    rule = (
+        "expected letters, digits, '_', '-' or '.', not starting with '.', and none of the "
+        f"shared folders under results/ {sorted(RESERVED_RUN_NAMES)}"
+    )
+    if not RUN_NAME_RE.match(name):
+        yield f"config key 'name': {rule}; found {name!r}"
+    elif name.lower() in RESERVED_RUN_NAMES:
+        yield (
+            f"config key 'name': {name!r} is results/{name.lower()}/, a folder shared by every "
+            f"run; {rule}"
+        )
+
+
 def _check_datasets(config: Mapping[str, Any]) -> Iterator[str]:
     for exp in enabled_experiments(config):
         name = config["experiments"][exp]["dataset"]
@@ -254,12 +284,15 @@ def _check_report(config: Mapping[str, Any]) -> Iterator[str]:
 def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
     """Validate ``config`` and return it with defaults filled in.
 
-    Raises :class:`ConfigError` with the first problem found: schema violations first
-    (types, ranges, names), then cross-key checks (references between sections, files
-    that must exist). CUDA is not checked here: the machine that parses the Snakefile
+    Raises :class:`ConfigError` with the first problem found: the run name first (its
+    message says more than the schema's pattern), then schema violations (types, ranges,
+    names), then cross-key checks (references between sections, files that must exist).
+    CUDA is not checked here: the machine that parses the Snakefile
     (a cluster's login node) is not the one that computes; the jobs check it
     (:func:`kdspectra.device.resolve_device`).
     """
+    for problem in _check_name(config):
+        raise ConfigError(problem)
     check_schema(config, schema)
     resolved = fill_defaults(dict(config), schema, schema)
     for check in (
