@@ -14,6 +14,9 @@ from kdspectra.spectrum import (
     VARIANTS,
     effective_rank,
     effective_rank_from_singular_values,
+    effective_rank_l2,
+    norm_cv,
+    rank_ceiling,
     singular_values,
 )
 
@@ -161,3 +164,47 @@ def test_bad_variant_and_bad_singular_values() -> None:
         effective_rank_from_singular_values([0.0, 0.0])
     with pytest.raises(ArtifactError):
         effective_rank_from_singular_values([1.0, -1.0])
+
+
+def test_l2_rank_sees_through_a_radial_norm_spread() -> None:
+    """Rows = varying multiples of one direction plus small isotropic noise: the raw
+    centred spectrum is dominated by the norm spread, the directions are not."""
+    rng = np.random.default_rng(0)
+    d = 16
+    mu = np.zeros(d)
+    mu[0] = 10.0
+    x = rng.uniform(0.5, 1.5, size=(2000, 1)) * mu + 0.3 * rng.standard_normal((2000, d))
+    assert effective_rank(x) < 2.5  # one radial axis holds most of the variance
+    assert effective_rank_l2(x) > 0.9 * (d - 1)  # the directions fill the sphere
+    assert norm_cv(x) > 0.2
+
+
+def test_l2_rank_and_norm_cv_ignore_per_row_and_global_scale() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((300, 12))
+    scaled = x * rng.uniform(0.1, 10.0, size=(300, 1))
+    assert effective_rank_l2(scaled) == pytest.approx(effective_rank_l2(x), rel=1e-9)
+    assert effective_rank(scaled) != pytest.approx(effective_rank(x), rel=1e-3)
+    assert norm_cv(7.0 * x) == pytest.approx(norm_cv(x), rel=1e-12)
+
+
+def test_norm_cv_closed_form() -> None:
+    x = np.array([[1.0, 0.0], [0.0, 3.0]])  # norms 1 and 3: mean 2, std (ddof 0) 1
+    assert norm_cv(x) == pytest.approx(0.5)
+    assert norm_cv(np.ones((4, 3))) == 0.0
+
+
+def test_l2_rank_refuses_zero_rows() -> None:
+    x = np.array([[1.0, 2.0], [0.0, 0.0], [3.0, 1.0]])
+    with pytest.raises(ArtifactError, match="zero norm"):
+        effective_rank_l2(x)
+    with pytest.raises(ArtifactError, match="zero norm"):
+        norm_cv(np.zeros((3, 2)))
+
+
+@pytest.mark.parametrize(
+    ("n", "dim", "width", "expected"),
+    [(1000, 512, 80, 80), (1000, 512, None, 512), (50, 512, 320, 49), (1000, 64, 96, 64)],
+)
+def test_rank_ceiling(n: int, dim: int, width: int | None, expected: int) -> None:
+    assert rank_ceiling(n, dim, width) == expected

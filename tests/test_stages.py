@@ -14,7 +14,7 @@ from kdspectra.config import load_schema, validate_config
 from kdspectra.embeddings import save_embeddings
 from kdspectra.errors import ArtifactError
 from kdspectra.io import save_json, save_npy
-from kdspectra.spectrum import effective_rank
+from kdspectra.spectrum import effective_rank, effective_rank_l2, norm_cv
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,14 +32,42 @@ def test_spectrum_stage_writes_values_rank_and_alignment(tmp_path: Path) -> None
     student = teacher + 0.01 * rng.normal(size=teacher.shape).astype(np.float32)
     save_embeddings(tmp_path / "t.npy", tmp_path / "t.parquet", teacher, labels, "test")
     save_embeddings(tmp_path / "s.npy", tmp_path / "s.parquet", student, labels, "test")
+    save_json(tmp_path / "meta.json", {"feature_width": 5})
     stages.spectrum(
-        tmp_path / "s.npy", tmp_path / "sv.parquet", tmp_path / "sv.json", tmp_path / "t.npy"
+        tmp_path / "s.npy",
+        tmp_path / "sv.parquet",
+        tmp_path / "sv.json",
+        tmp_path / "t.npy",
+        meta=tmp_path / "meta.json",
     )
     stats = json.loads((tmp_path / "sv.json").read_text())
     assert stats["effective_rank"] == pytest.approx(effective_rank(student))
+    assert stats["effective_rank_l2"] == pytest.approx(effective_rank_l2(student))
+    assert stats["norm_cv"] == pytest.approx(norm_cv(student))
+    assert stats["rank_ceiling"] == 5  # the feature width, below N - 1 = 59 and D = 8
     assert stats["cos_to_teacher"] > 0.99
+    stages.spectrum(tmp_path / "t.npy", tmp_path / "tv.parquet", tmp_path / "tv.json", None)
+    assert json.loads((tmp_path / "tv.json").read_text())["rank_ceiling"] == 8  # min(N-1, D)
     sv = pd.read_parquet(tmp_path / "sv.parquet")["singular_value"].to_numpy()
     assert len(sv) == 8 and np.all(np.diff(sv) <= 0)
+
+
+def test_spectrum_stage_refuses_student_meta_without_feature_width(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    labels = np.arange(10) % 2
+    emb = _emb(rng, 10, 4, labels)
+    for name in ("s", "t"):
+        save_embeddings(tmp_path / f"{name}.npy", tmp_path / f"{name}.parquet", emb, labels, "test")
+    save_json(tmp_path / "meta.json", {"params": 10})
+    with pytest.raises(ArtifactError, match="feature_width"):
+        stages.spectrum(
+            tmp_path / "s.npy",
+            tmp_path / "o.parquet",
+            tmp_path / "o.json",
+            tmp_path / "t.npy",
+            meta=tmp_path / "meta.json",
+        )
+    assert not (tmp_path / "o.json").exists()
 
 
 def test_spectrum_stage_refuses_mismatched_teacher(tmp_path: Path) -> None:
@@ -49,9 +77,14 @@ def test_spectrum_stage_refuses_mismatched_teacher(tmp_path: Path) -> None:
         tmp_path / "s.npy", tmp_path / "s.parquet", _emb(rng, 10, 4, labels), labels, "test"
     )
     save_npy(tmp_path / "t.npy", rng.normal(size=(9, 4)).astype(np.float32))
+    save_json(tmp_path / "meta.json", {"feature_width": 4})
     with pytest.raises(ArtifactError, match=r"t\.npy"):
         stages.spectrum(
-            tmp_path / "s.npy", tmp_path / "o.parquet", tmp_path / "o.json", tmp_path / "t.npy"
+            tmp_path / "s.npy",
+            tmp_path / "o.parquet",
+            tmp_path / "o.json",
+            tmp_path / "t.npy",
+            meta=tmp_path / "meta.json",
         )
     assert not (tmp_path / "o.json").exists()
 
@@ -108,10 +141,8 @@ def test_noise_stage_and_collect(tmp_path: Path) -> None:
             tmp_path / "bad.parquet",
         )
 
-    save_json(
-        tmp_path / "spec.json",
-        {"effective_rank": 3.0, "effective_rank_rv": 2.5, "cos_to_teacher": 0.9},
-    )
+    spec = {"effective_rank": 3.0, "effective_rank_rv": 2.5, "cos_to_teacher": 0.9}
+    save_json(tmp_path / "spec.json", spec)
     save_json(tmp_path / "meta.json", {"params": 1234})
     record = {
         "experiment": "e",
@@ -122,9 +153,14 @@ def test_noise_stage_and_collect(tmp_path: Path) -> None:
         "noise": tmp_path / "noise.parquet",
         "meta": tmp_path / "meta.json",
     }
+    with pytest.raises(ArtifactError, match="effective_rank_l2"):  # an old spectrum JSON
+        stages.collect([record], tmp_path / "summary.parquet", tmp_path / "long.parquet")
+    spec |= {"effective_rank_l2": 4.0, "norm_cv": 0.2, "rank_ceiling": 6}
+    save_json(tmp_path / "spec.json", spec)
     stages.collect([record], tmp_path / "summary.parquet", tmp_path / "long.parquet")
     summary = pd.read_parquet(tmp_path / "summary.parquet")
     assert summary.loc[0, "params"] == 1234 and summary.loc[0, "student"] == "cnn_s"
+    assert summary.loc[0, "rank_ceiling"] == 6 and summary.loc[0, "effective_rank_l2"] == 4.0
     assert summary.loc[0, "clean_accuracy"] == pytest.approx(curve["accuracy"].iloc[0])
     assert len(pd.read_parquet(tmp_path / "long.parquet")) == 2
 

@@ -122,3 +122,52 @@ def effective_rank(x: Any, variant: str = "entropy") -> float:
             "effective rank is undefined — did the model collapse to a constant?"
         )
     return effective_rank_from_singular_values(s, variant)
+
+
+def _row_norms(x: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(x, axis=1)
+
+
+def effective_rank_l2(x: Any, variant: str = "entropy") -> float:
+    """Effective rank after L2-normalising every row, then centring (float64).
+
+    Cosine and InfoNCE losses ignore row norms, so a spread of norms along the mean
+    direction is invisible to training yet can dominate the raw centred spectrum and pass
+    for collapse. This variant measures the directions alone; it is *not* the paper's
+    number and is always shown beside :func:`effective_rank`, labelled. Rows of zero norm
+    cannot be normalised and are refused.
+    """
+    arr = _as_float64_matrix(x)
+    norms = _row_norms(arr)
+    if (norms <= 0).any():
+        raise ArtifactError(
+            f"{int((norms <= 0).sum())} rows have zero norm: they have no direction to "
+            "L2-normalise, so effective_rank_l2 is undefined"
+        )
+    return effective_rank(arr / norms[:, None], variant)
+
+
+def norm_cv(x: Any) -> float:
+    """Coefficient of variation (std / mean, ddof = 0) of the row norms, float64.
+
+    Says how much of the raw spectrum a norm spread can explain: near 0, raw and L2
+    effective rank agree; large, the raw number mostly measures norms.
+    """
+    norms = _row_norms(_as_float64_matrix(x))
+    mean = float(norms.mean())
+    if mean <= 0:
+        raise ArtifactError("every row has zero norm: norm_cv is undefined")
+    return float(norms.std() / mean)
+
+
+def rank_ceiling(n: int, dim: int, feature_width: int | None = None) -> int:
+    """The largest centred rank a model's N×D test embeddings can have.
+
+    Centring N rows leaves rank ≤ N − 1; D columns cap it at D; a student whose output is
+    a linear map of its last feature layer cannot exceed that layer's width. Teachers
+    pass ``feature_width=None``.
+    """
+    caps = [int(n) - 1, int(dim)] + ([int(feature_width)] if feature_width is not None else [])
+    if min(caps) < 1:
+        raise ArtifactError(f"rank ceiling from n={n}, dim={dim}, width={feature_width} is < 1")
+    return min(caps)

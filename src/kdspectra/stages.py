@@ -246,24 +246,39 @@ def spectrum(
     teacher_test: PathLike | None,
     *,
     test_labels: PathLike | None = None,
+    meta: PathLike | None = None,
 ) -> None:
-    """Singular values and effective ranks of one model's test embeddings (rule ``spectrum``).
+    """Singular values, both effective ranks and the rank ceiling of one model (rule
+    ``spectrum``).
 
-    For students, also the mean cosine similarity to the teacher on the same images:
-    InfoNCE trades alignment for uniformity and a reader must see both. With
-    ``test_labels`` the embeddings must have one row per test label, so a matrix from
-    another split or run is named here instead of becoming a plausible effective rank.
+    Records ``effective_rank`` (raw rows: the paper's number), ``effective_rank_l2``
+    (rows L2-normalised first), ``norm_cv`` and ``rank_ceiling``. For students (those with
+    a ``teacher_test``) also the mean cosine similarity to the teacher on the same images:
+    InfoNCE trades alignment for uniformity and a reader must see both; the student's
+    ``meta`` JSON must then carry ``feature_width``, the head's input width that caps its
+    rank. With ``test_labels`` the embeddings must have one row per test label, so a
+    matrix from another split or run is named here instead of becoming a plausible rank.
     """
-    from kdspectra.spectrum import effective_rank_from_singular_values, singular_values
+    from kdspectra.spectrum import (
+        effective_rank_from_singular_values,
+        effective_rank_l2,
+        norm_cv,
+        rank_ceiling,
+        singular_values,
+    )
 
     rows = len(load_labels(test_labels)) if test_labels is not None else None
     emb = load_embeddings(test_emb, rows=rows)
+    width = _feature_width(meta) if teacher_test is not None else None
     sv = singular_values(emb)
     stats: dict[str, Any] = {
         "n": int(emb.shape[0]),
         "dim": int(emb.shape[1]),
         "effective_rank": effective_rank_from_singular_values(sv, "entropy"),
         "effective_rank_rv": effective_rank_from_singular_values(sv, "roy_vetterli"),
+        "effective_rank_l2": effective_rank_l2(emb),
+        "norm_cv": norm_cv(emb),
+        "rank_ceiling": rank_ceiling(emb.shape[0], emb.shape[1], width),
         "cos_to_teacher": float("nan"),
     }
     if teacher_test is not None:
@@ -271,6 +286,19 @@ def spectrum(
         stats["cos_to_teacher"] = mean_cosine(emb, teacher)
     save_parquet(out_parquet, pd.DataFrame({"index": np.arange(len(sv)), "singular_value": sv}))
     save_json(out_json, stats)
+
+
+def _feature_width(meta: PathLike | None) -> int:
+    """A student's last feature width from its meta.json (written by training)."""
+    if meta is None:
+        raise ArtifactError("spectrum of a student needs its meta.json (for feature_width)")
+    width = load_json(meta).get("feature_width")
+    if not isinstance(width, int) or isinstance(width, bool) or width < 1:
+        raise ArtifactError(
+            f"{meta}: expected a positive int 'feature_width' (the student head's input "
+            f"width), found {width!r}; retrain the student with this version"
+        )
+    return width
 
 
 def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -311,6 +339,16 @@ def noise(
     save_parquet(out, frame)
 
 
+# What collect carries from each spectrum JSON into the run summary.
+SPECTRUM_METRICS = (
+    "effective_rank",
+    "effective_rank_rv",
+    "effective_rank_l2",
+    "norm_cv",
+    "rank_ceiling",
+    "cos_to_teacher",
+)
+
 # Which experiment a model belongs to; parse_model() adds which model it is.
 RUN_KEYS = ("experiment", "dataset", "teacher")
 
@@ -340,15 +378,19 @@ def collect(
     for rec in records:
         keys = {k: rec[k] for k in RUN_KEYS} | parse_model(rec["model"])
         spec = load_json(rec["spectrum"])
+        missing = [m for m in SPECTRUM_METRICS if m not in spec]
+        if missing:
+            raise ArtifactError(
+                f"{rec['spectrum']}: missing {missing}; it was written by an older version "
+                "of the spectrum rule, delete it so that Snakemake recomputes it"
+            )
         curve = pd.read_parquet(rec["noise"])
         clean = curve.loc[curve["sigma"] == 0.0, "accuracy"]
         rows.append(
             keys
             | {
                 "params": int(load_json(rec["meta"])["params"]),
-                "effective_rank": spec["effective_rank"],
-                "effective_rank_rv": spec["effective_rank_rv"],
-                "cos_to_teacher": spec["cos_to_teacher"],
+                **{m: spec[m] for m in SPECTRUM_METRICS},
                 "clean_accuracy": float(clean.iloc[0]) if len(clean) else float("nan"),
             }
         )

@@ -155,6 +155,8 @@ def spectrum_input(wildcards):
     }
     if wildcards.model != "teacher":
         inputs["teacher"] = f"{teacher_dir(e['dataset'], e['teacher'])}/test.npy"
+        # feature_width: the student's rank ceiling
+        inputs["meta"] = model_meta(wildcards.experiment, wildcards.model)
     return inputs
 
 

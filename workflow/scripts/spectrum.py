@@ -10,4 +10,5 @@ with job(snakemake.log[0], snakemake.threads):
         snakemake.output.stats,
         snakemake.input.get("teacher"),
         test_labels=snakemake.input.labels,
+        meta=snakemake.input.get("meta"),
     )
