@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -100,6 +101,109 @@ class DeviceLoader:
         )
 
 
+@dataclass(frozen=True)
+class ViewParams:
+    """The random draws behind one augmented view of each of N images, as data.
+
+    Splitting the draws from their application lets a view be *replayed*: the teacher
+    embeds cached view k of image i at extraction time and training rebuilds exactly that
+    view from the same parameters (``training.teacher_view: same``). Shapes are (N,) for
+    one view per image or (K, N) for a table of K cached views; ``colour`` holds the
+    brightness, contrast and saturation factors (saturation 0 = grayscale) in a trailing
+    axis of 3, or is ``None`` when the pipeline has no colour step.
+    """
+
+    dy: torch.Tensor
+    dx: torch.Tensor
+    mirror: torch.Tensor | None
+    colour: torch.Tensor | None
+
+    def take(self, *index: torch.Tensor) -> ViewParams:
+        """The parameters at ``index`` (e.g. ``(k, i)`` into a K×N table), one per row."""
+
+        def pick(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(index[-1].device)[index]
+
+        return ViewParams(pick(self.dy), pick(self.dx), pick(self.mirror), pick(self.colour))
+
+    def to(self, device: torch.device | str) -> ViewParams:
+        """The same parameters on ``device``."""
+
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device)
+
+        return ViewParams(move(self.dy), move(self.dx), move(self.mirror), move(self.colour))
+
+
+def draw_view_params(
+    shape: int | tuple[int, ...],
+    generator: torch.Generator,
+    *,
+    crop_padding: int = 4,
+    flip: bool = True,
+    colour: bool = False,
+    jitter: float = 0.4,
+    grayscale_p: float = 0.2,
+) -> ViewParams:
+    """Draw crop offsets, mirror flags and colour factors for ``shape`` views on the
+    generator's device (order: offsets, mirror, colour factors, grayscale flags)."""
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    dev = generator.device
+    dy = torch.randint(0, 2 * crop_padding + 1, shape, generator=generator, device=dev)
+    dx = torch.randint(0, 2 * crop_padding + 1, shape, generator=generator, device=dev)
+    mirror = torch.rand(shape, generator=generator, device=dev) < 0.5 if flip else None
+    factors = None
+    if colour:
+        uniform = torch.rand((*shape, 3), generator=generator, device=dev)
+        factors = 1.0 + jitter * (2.0 * uniform - 1.0)
+        to_gray = torch.rand(shape, generator=generator, device=dev) < grayscale_p
+        factors[..., 2] = torch.where(to_gray, torch.zeros_like(factors[..., 2]), factors[..., 2])
+    return ViewParams(dy, dx, mirror, factors)
+
+
+def apply_view(
+    x: torch.Tensor, params: ViewParams, *, crop_padding: int = 4, padding_mode: str = "reflect"
+) -> torch.Tensor:
+    """Build the views ``params`` describe from a uint8 N×3×H×W batch; float [0, 1].
+
+    Crop and flip are one gather on uint8 (exact on every device); the colour step is
+    float arithmetic on ``x``'s device.
+    """
+    out = _crop_flip(x, params, crop_padding, padding_mode)
+    out = out.float().div_(255.0)
+    if params.colour is not None:
+        out = _colour(out, params.colour.to(out.device))
+    return out
+
+
+def cached_view_params(
+    n: int,
+    k: int,
+    seed: int,
+    *,
+    crop_padding: int,
+    jitter: float,
+    grayscale_p: float,
+) -> ViewParams:
+    """The K×N table of cached views (crop, flip, colour) that ``teacher_view: same`` uses.
+
+    Drawn on the CPU from ``seed`` alone, so extraction and every training job on any
+    device rebuild the identical table; view k of image i depends on (seed, k, i) only.
+    """
+    if k < 1:
+        raise ConfigError(f"config key 'training.teacher_views_k': expected >= 1, found {k}")
+    gen = torch.Generator(device="cpu").manual_seed(epoch_seed(seed, 0, stream=2))
+    colour = jitter > 0 or grayscale_p > 0
+    return draw_view_params(
+        (k, n),
+        gen,
+        crop_padding=crop_padding,
+        colour=colour,
+        jitter=jitter,
+        grayscale_p=grayscale_p,
+    )
+
+
 def augment(
     x: torch.Tensor,
     generator: torch.Generator,
@@ -116,16 +220,21 @@ def augment(
     All draws are per sample but made as whole-batch tensor ops from ``generator``, so the
     views are reproducible and cost one gather instead of a Python loop. Crop and flip are
     folded into the gather indices (reflection needs no padded copy). ``colour=True`` adds
-    the SimCLR-style jitter and grayscale used for InfoNCE views. ``padding_mode="zeros"``
-    matches torchvision's ``RandomCrop(padding=4)``; ``"reflect"`` (airbench) avoids black
-    borders that a contrastive objective could latch on to.
+    the SimCLR-style jitter and grayscale. ``padding_mode="zeros"`` matches torchvision's
+    ``RandomCrop(padding=4)``; ``"reflect"`` (airbench) avoids black borders that a
+    contrastive objective could latch on to.
     """
     _check_augment_args(x, generator, crop_padding, jitter, grayscale_p, padding_mode)
-    out = _crop_flip(x, generator, crop_padding, flip, padding_mode)
-    out = out.float().div_(255.0)
-    if colour:
-        out = _colour(out, generator, jitter, grayscale_p)
-    return out
+    params = draw_view_params(
+        x.shape[0],
+        generator,
+        crop_padding=crop_padding,
+        flip=flip,
+        colour=colour,
+        jitter=jitter,
+        grayscale_p=grayscale_p,
+    )
+    return apply_view(x, params, crop_padding=crop_padding, padding_mode=padding_mode)
 
 
 def _check_augment_args(
@@ -157,9 +266,7 @@ def _check_augment_args(
         raise ConfigError(f"padding_mode: expected one of {PADDING_MODES}, found {padding_mode!r}")
 
 
-def _crop_flip(
-    x: torch.Tensor, gen: torch.Generator, pad: int, flip: bool, mode: str
-) -> torch.Tensor:
+def _crop_flip(x: torch.Tensor, params: ViewParams, pad: int, mode: str) -> torch.Tensor:
     """Per-sample translated (and mirrored) view of ``x`` as a single gather on uint8.
 
     Each output pixel's source position is computed per sample (offset, mirror, reflection
@@ -168,13 +275,11 @@ def _crop_flip(
     """
     n, c, h, w = x.shape
     dev = x.device
-    dy = torch.randint(0, 2 * pad + 1, (n, 1), generator=gen, device=dev)
-    dx = torch.randint(0, 2 * pad + 1, (n, 1), generator=gen, device=dev)
+    dy, dx = params.dy.to(dev).view(n, 1), params.dx.to(dev).view(n, 1)
     rows = dy - pad + torch.arange(h, device=dev)  # source row of each output row, N×H
     cols = dx - pad + torch.arange(w, device=dev)  # N×W
-    if flip:
-        mirror = torch.rand(n, 1, generator=gen, device=dev) < 0.5
-        cols = torch.where(mirror, cols.flip(1), cols)
+    if params.mirror is not None:
+        cols = torch.where(params.mirror.to(dev).view(n, 1), cols.flip(1), cols)
     if mode == "reflect":
         src, rows, cols = x, _reflect(rows, h), _reflect(cols, w)
     else:
@@ -190,18 +295,15 @@ def _reflect(idx: torch.Tensor, size: int) -> torch.Tensor:
     return (size - 1) - ((size - 1) - idx.abs()).abs()
 
 
-def _colour(x: torch.Tensor, gen: torch.Generator, strength: float, p_gray: float) -> torch.Tensor:
-    """Brightness, contrast, saturation jitter (factors in [1-s, 1+s]), then random grayscale.
+def _colour(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """Brightness, contrast, saturation jitter from N×3 ``factors`` (saturation 0 = gray).
 
     Saturation and grayscale are both blends towards the luma image, and the saturation
     blend leaves luma unchanged, so a grayscale sample is simply one whose saturation factor
     is 0: one pass instead of two. ``x`` is augment's own float tensor, modified in place.
     """
     n = x.shape[0]
-    uniform = torch.rand(3, n, 1, 1, 1, generator=gen, device=x.device)
-    brightness, contrast, saturation = 1.0 + strength * (2.0 * uniform - 1.0)
-    to_gray = torch.rand(n, 1, 1, 1, generator=gen, device=x.device) < p_gray
-    saturation = torch.where(to_gray, torch.zeros_like(saturation), saturation)
+    brightness, contrast, saturation = factors.view(n, 3, 1, 1, 1).unbind(dim=1)
     x = x.mul_(brightness).clamp_(0.0, 1.0)
     mean = _gray(x.mean(dim=(2, 3), keepdim=True))  # mean of the luma image, N×1×1×1
     x = _blend_(x, mean, contrast)
