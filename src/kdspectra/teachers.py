@@ -48,6 +48,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from kdspectra.errors import ArtifactError, ConfigError, DataError
+from kdspectra.precision import fp32
 
 logger = logging.getLogger(__name__)
 
@@ -261,16 +262,14 @@ class Teacher:
             )
         return int(out.shape[1])
 
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        """bf16 autocast on CUDA (tensor cores); exact fp32 on CPU."""
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
     def encode_preprocessed(self, x: torch.Tensor) -> torch.Tensor:
-        """Forward a normalised NCHW batch; float32 N×D (call under ``inference_mode``)."""
-        with self._autocast():
-            return self.model(x).float()
+        """Forward a normalised NCHW batch; float32 N×D (call under ``inference_mode``).
+
+        fp32 with autocast and TF32 off on every device (:mod:`kdspectra.precision`): these
+        rows are measured, and bf16 rounding would fill their null space.
+        """
+        with fp32(self.device):
+            return self.model(x.float()).float()
 
     def _batches(self, images: np.ndarray, batch_size: int) -> Iterator[torch.Tensor]:
         """Yield device batches; pinned, non-blocking copies on CUDA overlap the forward."""
