@@ -89,9 +89,15 @@ def test_fig2_from_csv_with_error_bars(tmp_path: Path) -> None:
     check_outputs(png, pdf)
     ax = fig.axes[0]
     heights = sorted(round(p.get_height(), 6) for p in ax.patches)
-    assert heights == sorted([50.5, 55.5, 56.5, 80.5, 82.5, 83.5])
+    raw = [50.5, 55.5, 56.5, 80.5, 82.5, 83.5]
+    assert heights == sorted(raw + [2 * h - 0.5 for h in raw])  # fixture: L2 ER = 2 ER + k
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert "cosine" in legend and "cosine + InfoNCE" in legend
+    assert "cosine, ER (raw)" in legend and "cosine + InfoNCE, ER (L2 rows)" in legend
+    # ceilings 80 and 160 lie within the bars' scale (max 167): drawn as ticks; 320 is not
+    assert "rank ceiling" in legend
+    assert [t.get_text() for t in ax.texts if t.get_text().startswith("ceiling")] == [
+        "ceiling 320 ↑"
+    ]
     assert any(t.startswith("Teacher-DINOv2") for t in legend)
     assert "Student-S\n(0.50M)" in [t.get_text() for t in ax.get_xticklabels()]
     assert "effective rank" in ax.get_ylabel()

@@ -33,6 +33,8 @@ TEACHERS = {
     "clip_x": ("cifar10", "clip_vit_b32", 88.68),
     "dino_x": ("cifar100", "dinov2_vitb14", 70.0),
 }
+# Rank ceilings: min(feature width, N − 1, D) for students, min(N − 1, D) for teachers.
+CEILING = {"teacher": 512, "cnn_s": 80, "cnn_m": 160, "cnn_l": 320, "hybrid": 96, "tiny_vit": 96}
 SIGMAS = (0.0, 0.1, 0.5)
 SLOPE = {"cnn_s": 1.0, "cnn_m": 1.2, "cnn_l": 1.4}
 
@@ -49,6 +51,7 @@ def make_summary(seeds: Sequence[int] = (0,)) -> pd.DataFrame:
             base
             | {"role": "teacher", "student": "", "objective": "", "seed": -1}
             | {"params": PARAMS["teacher"], "effective_rank": ter, "effective_rank_rv": ter + 5}
+            | {"effective_rank_l2": ter + 1, "norm_cv": 0.1, "rank_ceiling": CEILING["teacher"]}
             | {"cos_to_teacher": math.nan, "clean_accuracy": 0.95}
         )
         for obj in ("cosine", "cosine_infonce"):
@@ -59,6 +62,8 @@ def make_summary(seeds: Sequence[int] = (0,)) -> pd.DataFrame:
                         | {"role": "student", "student": student, "objective": obj, "seed": k}
                         | {"params": PARAMS[student], "effective_rank": er + k}
                         | {"effective_rank_rv": er + k + 3, "clean_accuracy": 0.8}
+                        | {"effective_rank_l2": 2 * er + k, "norm_cv": 0.3 + 0.1 * k}
+                        | {"rank_ceiling": CEILING[student]}
                         | {"cos_to_teacher": 0.9 - 0.2 * (obj != "cosine") + 0.01 * k}
                     )
     return pd.DataFrame(rows)
@@ -85,8 +90,14 @@ def make_noise(seeds: Sequence[int] = (0,)) -> pd.DataFrame:
 
 def test_table1_exact_contents() -> None:
     t = tables.table1(make_summary(), experiment="clip_x")
-    assert list(t.columns) == ["model", "params", "effective_rank", "cos_to_teacher"]
+    assert list(t.columns) == [
+        "model", "params", "effective_rank", "effective_rank_l2", "rank_ceiling", "norm_cv",
+        "cos_to_teacher",
+    ]  # fmt: skip
     assert t["model"].tolist() == ["Teacher-CLIP", "Student-S", "Student-M", "Student-L"]
+    assert t["effective_rank_l2"].tolist() == [89.68, 30.0, 33.0, 34.0]
+    assert t["rank_ceiling"].tolist() == [512, 80, 160, 320]
+    assert t["norm_cv"].tolist() == pytest.approx([0.1, 0.3, 0.3, 0.3])
     assert t["params"].dtype == np.int64
     assert t["params"].tolist() == [PARAMS[k] for k in ("teacher", "cnn_s", "cnn_m", "cnn_l")]
     assert t["effective_rank"].tolist() == [88.68, 15.0, 16.5, 17.0]
@@ -110,8 +121,11 @@ def test_seeds_give_mean_and_std() -> None:
     t = tables.table1(make_summary(seeds=(0, 1, 2)), experiment="clip_x")
     assert list(t.columns) == [
         "model", "params", "effective_rank", "effective_rank_std",
+        "effective_rank_l2", "effective_rank_l2_std", "rank_ceiling", "norm_cv", "norm_cv_std",
         "cos_to_teacher", "cos_to_teacher_std", "n_seeds",
     ]  # fmt: skip
+    assert t["effective_rank_l2_std"].iloc[1:].tolist() == pytest.approx([1.0] * 3)
+    assert t["norm_cv_std"].iloc[1:].tolist() == pytest.approx([0.1] * 3)
     assert t["effective_rank"].tolist() == pytest.approx([88.68, 16.0, 17.5, 18.0])
     assert math.isnan(t["effective_rank_std"].iloc[0])  # one teacher row: no spread
     assert t["effective_rank_std"].iloc[1:].tolist() == pytest.approx([1.0, 1.0, 1.0])
@@ -121,10 +135,12 @@ def test_seeds_give_mean_and_std() -> None:
 
 def test_teachers_table() -> None:
     t = tables.teachers(make_summary())
-    assert list(t.columns) == ["teacher", "dataset", "effective_rank"]
+    assert list(t.columns) == [
+        "teacher", "dataset", "effective_rank", "effective_rank_l2", "norm_cv", "rank_ceiling"
+    ]  # fmt: skip
     assert t.values.tolist() == [
-        ["clip_vit_b32", "cifar10", 88.68],
-        ["dinov2_vitb14", "cifar100", 70.0],
+        ["clip_vit_b32", "cifar10", 88.68, 89.68, 0.1, 512],
+        ["dinov2_vitb14", "cifar100", 70.0, 71.0, 0.1, 512],
     ]
 
 
@@ -139,6 +155,8 @@ def test_fig2_data() -> None:
     assert st.loc[("cnn_m", "cosine_infonce"), "effective_rank_std"] == pytest.approx(
         np.std([82, 83], ddof=1)
     )
+    assert st.loc[("cnn_m", "cosine_infonce"), "effective_rank_l2"] == pytest.approx(164.5)
+    assert st.loc[("cnn_l", "cosine"), "rank_ceiling"] == 320
     assert st.loc[("cnn_l", "cosine"), "model"] == "Student-L"
     assert (st["n_seeds"] == 2).all()
 
@@ -198,9 +216,9 @@ def test_markdown_has_title_notice_footer_and_values() -> None:
 def test_latex_is_booktabs_with_notice_and_footer() -> None:
     t = tables.teachers(make_summary())
     tex = tables.to_latex(t, "teachers", RANDOM)
-    for token in (r"\toprule", r"\midrule", r"\bottomrule", r"\begin{tabular}{lrr}"):
+    for token in (r"\toprule", r"\midrule", r"\bottomrule", r"\begin{tabular}{lrrrrr}"):
         assert token in tex
-    assert r"clip\_vit\_b32 & cifar10 & 88.68 \\" in tex
+    assert r"clip\_vit\_b32 & cifar10 & 88.68 & 89.68 & 0.100 & 512 \\" in tex
     assert r"\caption{" in tex and "random-init" in tex.split(r"\caption{")[1].split("\n")[0]
     assert f"% {RANDOM.footer()}" in tex
     assert r"\label{tab:teachers}" in tex
@@ -245,6 +263,8 @@ def test_paper_comparison_differences() -> None:
     assert f.loc["noise_s", "ours"] == pytest.approx(40.0)
     assert f.loc["noise_l", "diff"] == pytest.approx(20.0 - 17.03)
     assert "σ = 0.5" in f.loc["noise_s", "note"]
+    assert f.loc["t1_m", "ours_l2"] == pytest.approx(33.5) and f.loc["t1_m", "rank_ceiling"] == 160
+    assert math.isnan(f.loc["noise_s", "ours_l2"])  # an accuracy has no L2 variant
     assert f.loc["params_s", "ours"] == pytest.approx(0.500123)
     assert f.loc["expansion", "ours"] == pytest.approx(
         np.mean([33.5, 38.5, 39.5]) / np.mean([15.5, 17.0, 17.5])
@@ -261,6 +281,7 @@ def test_paper_comparison_markdown() -> None:
     assert "| Student-M ER" in md and "16.62" in md and "-0.12" in md  # 16.50 − 16.62
     assert "not run" in md  # the DINOv2 run is absent from this summary
     assert "2.0M and 8.0M" in md
+    assert "Ours, ER (L2 rows)" in md and "| 33.00" in md  # Student-M's L2 ER, 2 × 16.5
     for section in ("Table I", "Table II", "Ablation", "Figure 2", "Figure 3", "Parameters"):
         assert f"## {section}" in md
     assert "structural only" not in tables.paper_comparison(make_summary(), None, PRETRAINED)

@@ -35,8 +35,15 @@ SUMMARY_COLUMNS = (
     "seed",
     "params",
     "effective_rank",
+    "effective_rank_l2",
+    "norm_cv",
+    "rank_ceiling",
     "cos_to_teacher",
 )
+# What every model row shows: the paper's raw ER, the ER of L2-normalised rows (the losses
+# ignore norms), the norm spread that separates them, and the architecture's rank cap.
+GEOMETRY_METRICS = ("effective_rank", "effective_rank_l2", "norm_cv")
+STUDENT_METRICS = (*GEOMETRY_METRICS, "cos_to_teacher")
 NOISE_COLUMNS = ("experiment", "role", "student", "objective", "seed", "sigma", "accuracy")
 
 CNN_STUDENTS = ("cnn_s", "cnn_m", "cnn_l")
@@ -63,7 +70,10 @@ OBJECTIVE_NAMES = {"cosine": "cosine", "cosine_infonce": "cosine + InfoNCE"}
 HEADERS = {
     "model": "Model",
     "params": "Params",
-    "effective_rank": "Effective rank",
+    "effective_rank": "ER (raw, paper)",
+    "effective_rank_l2": "ER (L2 rows)",
+    "norm_cv": "Norm CV",
+    "rank_ceiling": "Rank ceiling",
     "cos_to_teacher": "cos to teacher",
     "n_seeds": "Seeds",
     "teacher": "Teacher",
@@ -74,7 +84,14 @@ HEADERS = {
     "accuracy": "Accuracy",
     "effective_rank_rv": "Effective rank (Roy–Vetterli)",
 }
-DECIMALS = {"effective_rank": 2, "effective_rank_rv": 2, "cos_to_teacher": 3, "accuracy": 4}
+DECIMALS = {
+    "effective_rank": 2,
+    "effective_rank_rv": 2,
+    "effective_rank_l2": 2,
+    "norm_cv": 3,
+    "cos_to_teacher": 3,
+    "accuracy": 4,
+}
 
 
 # --------------------------------------------------------------------------- selection
@@ -106,8 +123,10 @@ def _agg(rows: pd.DataFrame, column: str) -> tuple[float, float, int]:
 
 
 def _model_row(rows: pd.DataFrame, name: str, metrics: Sequence[str]) -> dict[str, object]:
-    """One table row: display name, exact params, mean/std of ``metrics`` over seeds."""
+    """One table row: display name, exact params, rank ceiling (fixed by the architecture
+    and the split, so no std), mean/std of ``metrics`` over seeds."""
     out: dict[str, object] = {"model": name, "params": int(rows["params"].iloc[0])}
+    out["rank_ceiling"] = int(rows["rank_ceiling"].max())
     for m in metrics:
         out[m], out[f"{m}_std"], out["n_seeds"] = _agg(rows, m)
     return out
@@ -117,10 +136,12 @@ def _finish(records: list[dict[str, object]], metrics: Sequence[str]) -> pd.Data
     """Order columns; keep std/n_seeds only when some model has several seeds."""
     frame = pd.DataFrame.from_records(records)
     frame["params"] = frame["params"].astype("int64")
+    frame["rank_ceiling"] = frame["rank_ceiling"].astype("int64")
     seeds = int(frame["n_seeds"].max()) > 1
     cols = ["model", "params"]
     for m in metrics:
         cols += [m, f"{m}_std"] if seeds else [m]
+        cols += ["rank_ceiling"] if m == "effective_rank_l2" else []
     cols += ["n_seeds"] if seeds else []
     out = frame[cols].reset_index(drop=True)
     if seeds:
@@ -146,7 +167,7 @@ def _student_records(
             student=s,
             objective=objective,
         )
-        records.append(_model_row(rows, names.get(s, s), ("effective_rank", "cos_to_teacher")))
+        records.append(_model_row(rows, names.get(s, s), STUDENT_METRICS))
     return records
 
 
@@ -164,7 +185,7 @@ def teacher_label(teacher: str) -> str:
 def _teacher_record(summary: pd.DataFrame, experiment: str, label: str | None) -> dict:
     rows = _select(summary, "run summary", experiment=experiment, role="teacher")
     name = f"Teacher-{label or teacher_label(str(rows['teacher'].iloc[0]))}"
-    return _model_row(rows, name, ("effective_rank",))
+    return _model_row(rows, name, GEOMETRY_METRICS)
 
 
 def _titled(frame: pd.DataFrame, title: str) -> pd.DataFrame:
@@ -188,7 +209,7 @@ def table1(
     records = _student_records(summary, experiment, students, objective, names)
     teacher = _teacher_record(summary, experiment, teacher_label)
     teacher |= {"cos_to_teacher": math.nan, "cos_to_teacher_std": math.nan}
-    frame = _finish([teacher, *records], ("effective_rank", "cos_to_teacher"))
+    frame = _finish([teacher, *records], STUDENT_METRICS)
     return _titled(
         frame,
         f"Table I — teacher and {OBJECTIVE_NAMES.get(objective, objective)}"
@@ -206,7 +227,7 @@ def table2(
 ) -> pd.DataFrame:
     """Table II: the same students trained with cosine + InfoNCE."""
     records = _student_records(summary, experiment, students, objective, names)
-    frame = _finish(records, ("effective_rank", "cos_to_teacher"))
+    frame = _finish(records, STUDENT_METRICS)
     obj = OBJECTIVE_NAMES.get(objective, objective)
     return _titled(frame, f"Table II — students distilled with {obj} ({experiment})")
 
@@ -221,7 +242,7 @@ def ablation(
 ) -> pd.DataFrame:
     """§III-B ablation: local CNN vs semi-global Hybrid vs global Tiny ViT, cosine."""
     records = _student_records(summary, experiment, students, objective, names)
-    frame = _finish(records, ("effective_rank", "cos_to_teacher"))
+    frame = _finish(records, STUDENT_METRICS)
     obj = OBJECTIVE_NAMES.get(objective, objective)
     return _titled(frame, f"Architecture ablation (§III-B) — {obj} distillation ({experiment})")
 
@@ -232,8 +253,10 @@ def teachers(summary: pd.DataFrame) -> pd.DataFrame:
     t = summary[summary["role"] == "teacher"]
     if t.empty:
         raise ArtifactError("run summary: no teacher rows (role == 'teacher')")
-    out = t.groupby(["teacher", "dataset"], sort=False, as_index=False)["effective_rank"].mean()
-    out = out[["teacher", "dataset", "effective_rank"]].reset_index(drop=True)
+    cols = [*GEOMETRY_METRICS, "rank_ceiling"]
+    out = t.groupby(["teacher", "dataset"], sort=False, as_index=False)[cols].mean()
+    out["rank_ceiling"] = out["rank_ceiling"].astype("int64")
+    out = out[["teacher", "dataset", *cols]].reset_index(drop=True)
     return _titled(out, "Teacher effective rank per dataset (test split)")
 
 
@@ -262,17 +285,17 @@ def fig2_data(
     objectives: Sequence[str] = OBJECTIVES,
     names: Mapping[str, str] = STUDENT_NAMES,
 ) -> pd.DataFrame:
-    """Figure 2 data: effective rank per student × objective (mean, std, n over seeds).
+    """Figure 2 data: raw and L2 effective rank per student × objective (mean, std, n over
+    seeds) and each model's rank ceiling.
 
-    A ``role == "teacher"`` row (objective empty) carries the teacher's rank, drawn as a
+    A ``role == "teacher"`` row (objective empty) carries the teacher's ranks, drawn as a
     reference line, so the CSV alone is enough to redraw the figure.
     """
     _require(summary, SUMMARY_COLUMNS, "run summary")
     records = []
     for rec in _teacher_fig_record(summary, experiment):
         t = summary[(summary["experiment"] == experiment) & (summary["role"] == "teacher")]
-        er, sd, n = _agg(t, "effective_rank")
-        records.append(rec | {"effective_rank": er, "effective_rank_std": sd, "n_seeds": n})
+        records.append(rec | _fig2_metrics(t))
     for s in students:
         for obj in objectives:
             rows = _select(
@@ -283,7 +306,6 @@ def fig2_data(
                 student=s,
                 objective=obj,
             )
-            er, sd, n = _agg(rows, "effective_rank")
             records.append(
                 {
                     "role": "student",
@@ -291,12 +313,18 @@ def fig2_data(
                     "model": names.get(s, s),
                     "params": int(rows["params"].iloc[0]),
                     "objective": obj,
-                    "effective_rank": er,
-                    "effective_rank_std": sd,
-                    "n_seeds": n,
                 }
+                | _fig2_metrics(rows)
             )
     return _titled(pd.DataFrame.from_records(records), f"Figure 2 data ({experiment})")
+
+
+def _fig2_metrics(rows: pd.DataFrame) -> dict[str, object]:
+    """Raw and L2 ER (mean, std over seeds), the seed count and the rank ceiling."""
+    out: dict[str, object] = {}
+    for m in ("effective_rank", "effective_rank_l2"):
+        out[m], out[f"{m}_std"], out["n_seeds"] = _agg(rows, m)
+    return out | {"rank_ceiling": int(rows["rank_ceiling"].max())}
 
 
 def _curve_records(rows: pd.DataFrame, base: dict[str, object]) -> list[dict[str, object]]:
@@ -427,11 +455,17 @@ def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+_ER_NOTE = (
+    "ER (raw, paper): entropy effective rank of the centred test embeddings (p ∝ σ², "
+    "paper Eq. 3). ER (L2 rows): the same after L2-normalising every row (the losses "
+    "ignore norms; a norm spread along the mean direction lowers the raw number). "
+    "Norm CV: std/mean of the row norms. Rank ceiling: the largest centred rank the model "
+    "allows, min(last feature width, N − 1, D) for students, min(N − 1, D) for teachers."
+)
 NOTES = {
-    "table1": "Effective rank: entropy effective rank of the centred test embeddings "
-    "(p ∝ σ², paper Eq. 3). cos to teacher: mean cosine similarity of student and teacher "
+    "table1": f"{_ER_NOTE} cos to teacher: mean cosine similarity of student and teacher "
     "embeddings of the same test images.",
-    "teachers": "Effective rank: entropy effective rank of the centred test embeddings.",
+    "teachers": _ER_NOTE,
 }
 NOTES["table2"] = NOTES["ablation"] = NOTES["table1"]
 SEEDS_NOTE = "Mean ± sample std over seeds (Seeds column gives n)."
@@ -820,15 +854,32 @@ def _ours(
     return (*_agg(rows, "effective_rank"), "")
 
 
-def _expansion(summary: pd.DataFrame, experiment: str, students: Sequence[str]) -> float:
-    """Mean InfoNCE ER over the CNN students divided by their mean cosine ER."""
+def _expansion(
+    summary: pd.DataFrame,
+    experiment: str,
+    students: Sequence[str],
+    metric: str = "effective_rank",
+) -> float:
+    """Mean InfoNCE ``metric`` over the CNN students divided by their mean cosine one."""
     means = []
     for obj in OBJECTIVES:
         vals = [_rows_for(summary, experiment, "student", s, obj) for s in students]
         if any(v.empty for v in vals):
             return math.nan
-        means.append(np.mean([v["effective_rank"].mean() for v in vals]))
+        means.append(np.mean([v[metric].mean() for v in vals]))
     return float(means[1] / means[0])
+
+
+def _ours_l2(
+    num: PaperNumber, summary: pd.DataFrame, experiment: str, student: str, cnns: Sequence[str]
+) -> tuple[float, float]:
+    """Our L2-row ER and rank ceiling beside a paper ER number (NaN where not an ER)."""
+    if num.metric == "expansion":
+        return _expansion(summary, experiment, cnns, "effective_rank_l2"), math.nan
+    rows = _rows_for(summary, experiment, num.role, student, num.objective)
+    if num.metric != "effective_rank" or rows.empty:
+        return math.nan, math.nan
+    return float(rows["effective_rank_l2"].mean()), float(rows["rank_ceiling"].max())
 
 
 def paper_comparison_frame(
@@ -861,6 +912,7 @@ def paper_comparison_frame(
         else:
             ours, std, n, note = _ours(num, summary, noise, exp, student, fig3_objective)
         diff = ours - num.value if num.value is not None else math.nan
+        ours_l2, ceiling = _ours_l2(num, summary, exp, student, cnns)
         records.append(
             {
                 "key": key,
@@ -873,6 +925,8 @@ def paper_comparison_frame(
                 "ours_std": std,
                 "n_seeds": n,
                 "diff": diff,
+                "ours_l2": ours_l2,
+                "rank_ceiling": ceiling,
                 "experiment": exp,
                 "note": "; ".join(x for x in (num.note, note) if x),
             }
@@ -905,6 +959,8 @@ def _section_table(rows: pd.DataFrame) -> str:
                 "–" if math.isnan(d) or not p else f"{100 * d / p:+.1f}%"
                 for d, p in zip(rows["diff"], rows["paper"].fillna(0.0), strict=True)
             ],
+            "Ours, ER (L2 rows)": [_cell(v, dg) for v in rows["ours_l2"]],
+            "Rank ceiling": ["–" if math.isnan(c) else f"{c:.0f}" for c in rows["rank_ceiling"]],
             "Note": rows["note"],
         }
     )
@@ -946,7 +1002,10 @@ def paper_comparison(
         "Paper: *Breaking the Geometric Bottleneck: Contrastive Expansion in Asymmetric "
         f"Cross-Modal Distillation*. Ours: experiment `{tables_experiment}` plays the paper's "
         f"CLIP/CIFAR-10 run, `{figures_experiment}` its DINOv2/CIFAR-100 run. "
-        "ER = entropy effective rank of the centred test embeddings (p ∝ σ²). "
+        "ER = entropy effective rank of the centred test embeddings (p ∝ σ²), computed on "
+        "the raw rows as the paper does; *Ours, ER (L2 rows)* is the same after "
+        "L2-normalising every row, and *Rank ceiling* the largest centred rank the model "
+        "allows (min(last feature width, N − 1, D)). "
         "Ours is the mean over seeds (± sample std when n > 1); "
         "Δ = ours − paper; accuracies in %.",
         "",
