@@ -49,9 +49,7 @@ def test_cuda_without_cuda_is_a_config_error() -> None:
         resolve_device("cuda")
 
 
-@pytest.mark.parametrize(
-    ("var", "value"), [("CUDA_VISIBLE_DEVICES", "0"), ("SLURM_JOB_GPUS", "3")]
-)
+@pytest.mark.parametrize(("var", "value"), [("CUDA_VISIBLE_DEVICES", "0"), ("SLURM_JOB_GPUS", "3")])
 def test_auto_inside_a_gpu_allocation_without_cuda_fails(no_cuda, var: str, value: str) -> None:
     """`--gpus=1` on a node whose CUDA is broken must not quietly train on the CPU."""
     no_cuda.setenv(var, value)

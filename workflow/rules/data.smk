@@ -38,8 +38,8 @@ rule prepare_dataset:
     conda:
         ENV
     resources:
-        mem_mb=4000,
-        runtime=20,
+        mem_mb=array_mem(copies=4),
+        runtime=array_runtime(minutes_per_gb=10),
     params:
         fmt=lambda wc: dataset_format(config, wc.dataset),
         source=lambda wc: config["datasets"][wc.dataset],

@@ -19,8 +19,8 @@ rule train_student:
     threads: TORCH_THREADS
     resources:
         gpu=GPU,
-        mem_mb=16000,
-        runtime=240,
+        mem_mb=student_mem,
+        runtime=student_runtime,
     params:
         training=config["training"],
         device=training_device(),

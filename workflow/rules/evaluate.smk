@@ -16,8 +16,8 @@ rule spectrum:
     conda:
         ENV
     resources:
-        mem_mb=4000,
-        runtime=10,
+        mem_mb=array_mem(copies=6),
+        runtime=array_runtime(minutes_per_gb=20),
     script:
         "../scripts/spectrum.py"
 
@@ -37,8 +37,8 @@ rule noise:
     # only hold cores that another model's probe can use.
     threads: 1
     resources:
-        mem_mb=16000,
-        runtime=60,
+        mem_mb=array_mem(copies=6),
+        runtime=array_runtime(minutes_per_gb=60),
     params:
         sigmas=config["evaluation"]["noise_sigmas"],
         probe=probe_options(config["evaluation"]),

@@ -21,8 +21,8 @@ rule extract_teacher:
     threads: TORCH_THREADS
     resources:
         gpu=GPU,
-        mem_mb=24000,
-        runtime=60,
+        mem_mb=teacher_mem(),
+        runtime=teacher_runtime(),
     params:
         spec=lambda wc: teacher_spec(wc.teacher),
         device=training_device(),
@@ -46,8 +46,8 @@ rule extract_teacher_noisy:
     threads: TORCH_THREADS
     resources:
         gpu=GPU,
-        mem_mb=24000,
-        runtime=60,
+        mem_mb=teacher_mem(passes=len(config["evaluation"]["noise_sigmas"])),
+        runtime=teacher_runtime(passes=len(config["evaluation"]["noise_sigmas"])),
     params:
         spec=lambda wc: teacher_spec(wc.teacher),
         device=training_device(),
