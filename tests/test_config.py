@@ -202,3 +202,20 @@ def test_ordinary_run_names_pass(name: str) -> None:
     cfg = copy.deepcopy(PAPER)
     cfg["name"] = name
     assert validate_config(cfg, SCHEMA)["name"] == name
+
+
+def test_prepared_data_is_named_by_archive_content() -> None:
+    """Archives get <dataset>-<md5[:12]> (two archives under one name never collide);
+    built-in sets keep their name; an md5 that no dataset of the config has is named."""
+    from kdspectra.config import data_key, dataset_of_key
+
+    cfg = copy.deepcopy(PAPER)
+    cfg["datasets"]["digits"] = {}
+    mirror = {**cfg["datasets"]["cifar10"], "md5": "f" * 32}
+    assert data_key(cfg, "cifar10") == "cifar10-c32a1d4ab5d0"
+    assert data_key({"datasets": {"cifar10": mirror}}, "cifar10") == "cifar10-ffffffffffff"
+    assert data_key(cfg, "digits") == "digits"
+    assert dataset_of_key(cfg, "cifar10-c32a1d4ab5d0") == "cifar10"
+    assert dataset_of_key(cfg, "digits") == "digits"
+    with pytest.raises(ConfigError, match=r"'datasets'.*'cifar10-ffffffffffff'"):
+        dataset_of_key(cfg, "cifar10-ffffffffffff")

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+import re
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from kdspectra.datasets import FORMATS, OUTPUTS, prepare_dataset, write_cifar_archive
 from kdspectra.download import download
@@ -293,3 +298,59 @@ def test_digits_are_the_sklearn_digits_upsampled() -> None:
 
 def test_formats_constant() -> None:
     assert FORMATS == ("cifar10-binary", "cifar100-binary", "sklearn-digits")
+
+
+# ---------------------------------------------------------------- data keyed by content
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+
+
+def prepare_only(work: Path, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the workflow's data stage alone (download + prepare) for ``config`` in ``work``."""
+    cmd = [
+        *(str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(work)),
+        *("--configfile", str(config), "--cores", "1", "--until", "prepare_dataset", *args),
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=work)
+
+
+def synth_config(tmp_path: Path, run: str, seed: int) -> tuple[Path, str]:
+    """The fault tests' mini config under run name ``run``, its dataset ``synth`` being an
+    archive of its own (``seed``); returns the config file and the archive's md5."""
+    archive = tmp_path / "mirror" / f"synth-{seed}.tar.gz"
+    archive.parent.mkdir(exist_ok=True)
+    build_archive(archive, "cifar10-binary", seed=seed)
+    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
+    cfg = yaml.safe_load((REPO / "tests" / "faults" / "mini_config.yaml").read_text())
+    cfg["name"] = run
+    cfg["datasets"]["synth"].update(url=archive.as_uri(), md5=md5)
+    path = tmp_path / f"{run}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path, md5
+
+
+@pytest.mark.workflow
+@pytest.mark.slow
+def test_two_archives_under_one_name_coexist(tmp_path: Path) -> None:
+    """Two configs call different archives `synth` in one directory: each gets its own
+    prepared data and download, and neither makes the other redo its work."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (a, md5_a), (b, md5_b) = synth_config(tmp_path, "a", 0), synth_config(tmp_path, "b", 1)
+    for config in (a, b):
+        proc = prepare_only(work, config)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+    dirs = {f"synth-{md5_a[:12]}", f"synth-{md5_b[:12]}"}
+    assert listing(work / "results" / "data") == sorted(dirs)
+    assert listing(work / "results" / "downloads") == sorted(f"{d}.tar.gz" for d in dirs)
+    for md5 in (md5_a, md5_b):
+        source = json.loads((work / f"results/data/synth-{md5[:12]}/source.json").read_text())
+        assert source["md5"] == md5
+    first = load_npy(work / f"results/data/synth-{md5_a[:12]}/train_images.npy")
+    second = load_npy(work / f"results/data/synth-{md5_b[:12]}/train_images.npy")
+    assert not np.array_equal(first, second)
+    for config in (a, b):
+        proc = prepare_only(work, config, "-n")
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        assert re.search(r"^total\s+0$", proc.stdout, re.M), proc.stdout[-3000:]

@@ -41,7 +41,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from kdspectra import stages
-from kdspectra.config import fill_defaults, load_schema
+from kdspectra.config import data_key, fill_defaults, load_schema
 from kdspectra.datasets import OUTPUTS, write_cifar_archive
 from kdspectra.download import md5sum
 from kdspectra.embeddings import load_embeddings
@@ -57,7 +57,6 @@ SCHEMA = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
 
 # Paths inside a workdir run on MINI (name: faults, dataset synth, teacher vit).
 RUN = "results/faults"
-DATA = "results/data/synth"
 TEACHER = f"{RUN}/embeddings/synth/vit"
 STUDENT = f"{RUN}/students/mini/cnn_s/cosine/seed0"
 WEIGHTS = f"{STUDENT}/model.safetensors"
@@ -163,6 +162,12 @@ def wait_until(
 def locks(workdir: Path) -> list[str]:
     folder = workdir / ".snakemake" / "locks"
     return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def prepared(work: Path) -> Path:
+    """The prepared data of MINI's ``synth`` in ``work``, named by its archive's md5."""
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    return work / "results" / "data" / data_key(config, "synth")
 
 
 def files_under(folder: Path) -> list[str]:
@@ -636,7 +641,7 @@ def test_workflow_corrupt_embeddings_stop_the_spectrum(base: Base, tmp_path: Pat
 def test_workflow_refuses_foreign_checkpoint(base: Base, tmp_path: Path) -> None:
     work = clone(base, tmp_path / "w")
     ckpt = work / CHECKPOINT
-    images, _ = stages.load_split(work / DATA, "train")
+    images, _ = stages.load_split(prepared(work), "train")
     teacher = load_embeddings(work / TEACHER / "train.npy")
     foreign_checkpoint(ckpt, images, teacher, resolved_training(work / "config.yaml"))
     before = ckpt.read_bytes()
@@ -757,7 +762,7 @@ def test_sigterm_during_extraction_leaves_no_partial_npy(base: Base, tmp_path: P
     assert locks(work) == []
     job_log = (work / f"{RUN}/logs/extract_teacher/synth/vit.log").read_text()
     assert "SystemExit: 143" in job_log, job_log[-2000:]
-    assert files_under(work / DATA) == files_under(base.work / DATA)
+    assert files_under(prepared(work)) == files_under(prepared(base.work))
 
 
 WRITER = """
@@ -978,7 +983,7 @@ def test_torch_load_refuses_pickles_by_default(tmp_path: Path) -> None:
 def test_workflow_writes_only_expected_archive_members(base: Base) -> None:
     """The base fixture downloaded (file://, md5 verified) and prepared an archive carrying
     hostile members through the real rules; member-level checks are in test_datasets.py."""
-    assert files_under(base.work / DATA) == sorted([*OUTPUTS, "source.json"])
+    assert files_under(prepared(base.work)) == sorted([*OUTPUTS, "source.json"])
     assert [p for p in base.forbidden if p.exists() or p.is_symlink()] == []
     links = [p for p in base.root.rglob("*") if p.is_symlink()]
     assert links == []

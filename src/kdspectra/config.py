@@ -126,6 +126,35 @@ def needs_download(config: Mapping[str, Any], dataset: str) -> bool:
     return dataset_format(config, dataset) not in OFFLINE_FORMATS
 
 
+def data_key(config: Mapping[str, Any], dataset: str) -> str:
+    """The folder name of ``dataset``'s prepared data and download: ``<dataset>-<md5[:12]>``.
+
+    Prepared data is shared by every run in a directory, so it is named by content: two
+    configs that give the name ``cifar10`` to different archives (a mirror, a subset, a
+    fixture) get two folders and neither overwrites the other's arrays. Built-in sets
+    (no archive) keep their plain name.
+    """
+    if not needs_download(config, dataset):
+        return dataset
+    return f"{dataset}-{config['datasets'][dataset]['md5'][:12]}"
+
+
+def dataset_of_key(config: Mapping[str, Any], key: str) -> str:
+    """The config's dataset name whose :func:`data_key` is ``key`` (the inverse, for rules).
+
+    Only names that ``key`` starts with are asked: a dataset no experiment uses may lack
+    the ``format`` or ``md5`` that :func:`data_key` needs.
+    """
+    names = [n for n in config["datasets"] if key == n or key.startswith(f"{n}-")]
+    for name in names:
+        if data_key(config, name) == key:
+            return name
+    raise ConfigError(
+        f"config key 'datasets': no dataset has the data key {key!r} (expected <dataset>-"
+        f"<md5[:12]> of a dataset in this config; its datasets: {sorted(config['datasets'])})"
+    )
+
+
 def is_weight_file(pretrained: Any) -> bool:
     """A ``pretrained`` string that names a local file rather than a library tag."""
     if not isinstance(pretrained, str) or pretrained.startswith("hf-hub:"):

@@ -13,7 +13,9 @@ os.environ.update(
 )
 
 from kdspectra.config import (
+    data_key,
     dataset_format,
+    dataset_of_key,
     enabled_experiments,
     experiment_models,
     experiment_students,
@@ -56,6 +58,8 @@ MODEL_RE = r"teacher|[a-z_]+/(cosine|cosine_infonce)/seed[0-9]+"
 
 wildcard_constraints:
     dataset=r"[A-Za-z0-9_]+",
+    # Prepared data and downloads: <dataset>-<md5[:12]>, or <dataset> for built-in sets.
+    data_key=r"[A-Za-z0-9_]+(-[0-9a-f]{12})?",
     teacher=r"[A-Za-z0-9_]+",
     experiment=r"[A-Za-z0-9_]+",
     student=r"[a-z_]+",
@@ -69,15 +73,21 @@ wildcard_constraints:
 
 
 def data_dir(dataset):
-    return f"{DATA}/{dataset}"
+    """Prepared data of the config's ``dataset``, named by content (kdspectra.config.data_key)."""
+    return f"{DATA}/{data_key(config, dataset)}"
 
 
 def split_files(dataset, splits=("train", "test")):
     return [
-        f"{DATA}/{dataset}/{s}_{kind}.npy"
+        f"{data_dir(dataset)}/{s}_{kind}.npy"
         for s in splits
         for kind in ("images", "labels")
     ]
+
+
+def dataset_name(wildcards):
+    """The config's dataset behind the data rules' ``{data_key}`` wildcard."""
+    return dataset_of_key(config, wildcards.data_key)
 
 
 def teacher_dir(dataset, teacher):
@@ -113,8 +123,8 @@ def model_meta(exp, model):
 
 
 def archive_input(wildcards):
-    if needs_download(config, wildcards.dataset):
-        return f"results/downloads/{wildcards.dataset}.tar.gz"
+    if needs_download(config, dataset_name(wildcards)):
+        return f"results/downloads/{wildcards.data_key}.tar.gz"
     return []
 
 
@@ -151,7 +161,7 @@ def spectrum_input(wildcards):
     inputs = {
         "test": f"{model_dir(wildcards.experiment, wildcards.model)}/test.npy",
         # Row count check: embeddings from another split or run must not reach a table.
-        "labels": f"{DATA}/{e['dataset']}/test_labels.npy",
+        "labels": f"{data_dir(e['dataset'])}/test_labels.npy",
     }
     if wildcards.model != "teacher":
         inputs["teacher"] = f"{teacher_dir(e['dataset'], e['teacher'])}/test.npy"
@@ -166,8 +176,8 @@ def noise_input(wildcards):
     return {
         "train": f"{d}/train.npy",
         "noisy": f"{d}/test_noisy.npy",
-        "train_labels": f"{DATA}/{e['dataset']}/train_labels.npy",
-        "test_labels": f"{DATA}/{e['dataset']}/test_labels.npy",
+        "train_labels": f"{data_dir(e['dataset'])}/train_labels.npy",
+        "test_labels": f"{data_dir(e['dataset'])}/test_labels.npy",
     }
 
 

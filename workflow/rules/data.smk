@@ -1,5 +1,12 @@
 # Data stage: download the archive (submit host: compute nodes often have no internet),
-# verify its md5, and prepare uint8 arrays shared by every run.
+# verify its md5, and prepare uint8 arrays shared by every run. Both are keyed by content,
+# {data_key} = <dataset>-<md5[:12]> (kdspectra.config.data_key): two configs that give one
+# dataset name to different archives never overwrite each other's data.
+#
+# No `retries:` here. Snakemake would retry every failure, and what fails here is
+# deterministic (checksum mismatch, HTTP 404, a malformed archive): the same bytes fail
+# again. Transient network failures (connection errors, 5xx, short reads) are retried
+# inside kdspectra.download with exponential backoff.
 
 
 localrules:
@@ -8,15 +15,14 @@ localrules:
 
 rule download:
     output:
-        "results/downloads/{dataset}.tar.gz",
+        "results/downloads/{data_key}.tar.gz",
     log:
-        "results/logs/download/{dataset}.log",
-    retries: 2
+        "results/logs/download/{data_key}.log",
     conda:
         ENV
     params:
-        url=lambda wc: config["datasets"][wc.dataset]["url"],
-        md5=lambda wc: config["datasets"][wc.dataset]["md5"],
+        url=lambda wc: config["datasets"][dataset_name(wc)]["url"],
+        md5=lambda wc: config["datasets"][dataset_name(wc)]["md5"],
     script:
         "../scripts/download.py"
 
@@ -26,23 +32,23 @@ rule prepare_dataset:
         archive=archive_input,
     output:
         images=expand(
-            "results/data/{{dataset}}/{split}_images.npy", split=["train", "test"]
+            "results/data/{{data_key}}/{split}_images.npy", split=["train", "test"]
         ),
         labels=expand(
-            "results/data/{{dataset}}/{split}_labels.npy", split=["train", "test"]
+            "results/data/{{data_key}}/{split}_labels.npy", split=["train", "test"]
         ),
-        classes="results/data/{dataset}/classes.txt",
-        source="results/data/{dataset}/source.json",
+        classes="results/data/{data_key}/classes.txt",
+        source="results/data/{data_key}/source.json",
     log:
-        "results/logs/prepare/{dataset}.log",
+        "results/logs/prepare/{data_key}.log",
     conda:
         ENV
     resources:
-        mem_mb=array_mem(copies=4),
-        runtime=array_runtime(minutes_per_gb=10),
+        mem_mb=4000,
+        runtime=20,
     params:
-        fmt=lambda wc: dataset_format(config, wc.dataset),
-        source=lambda wc: config["datasets"][wc.dataset],
-        outdir=lambda wc: data_dir(wc.dataset),
+        fmt=lambda wc: dataset_format(config, dataset_name(wc)),
+        source=lambda wc: config["datasets"][dataset_name(wc)],
+        outdir="results/data/{data_key}",
     script:
         "../scripts/prepare_dataset.py"
