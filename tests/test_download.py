@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import http.server
+import threading
 import urllib.error
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -149,3 +152,108 @@ def test_bad_md5_is_a_config_error(md5: object, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="32 hex"):
         dl.download("https://example.org/a", md5, tmp_path / "x")  # type: ignore[arg-type]
     assert listing(tmp_path) == []
+
+
+# ---------------------------------------------------------------- over HTTP (local server)
+
+
+@dataclass
+class Reply:
+    """One scripted answer of the test server: status, body, and the declared length."""
+
+    status: int
+    body: bytes = b""
+    length: int | None = None  # Content-Length sent; None = len(body)
+
+
+class Server:
+    """A local ``http.server`` in a thread that answers each GET with the next scripted
+    :class:`Reply` (the last one repeats) and counts the requests it saw."""
+
+    def __init__(self, replies: list[Reply]) -> None:
+        self.replies, self.requests = replies, 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                reply = outer.replies[min(outer.requests, len(outer.replies) - 1)]
+                outer.requests += 1
+                self.send_response(reply.status)
+                length = len(reply.body) if reply.length is None else reply.length
+                self.send_header("Content-Length", str(length))
+                self.end_headers()
+                self.wfile.write(reply.body)  # then the connection closes (HTTP/1.0)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}/cifar.tar.gz"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> Server:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+PAYLOAD = bytes(range(256)) * 4096  # 1 MB: one read chunk
+PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The backoff delays download() asked for, recorded instead of slept."""
+    delays: list[float] = []
+    monkeypatch.setattr(dl.time, "sleep", delays.append)
+    return delays
+
+
+def test_http_503_is_retried_with_backoff_then_succeeds(
+    tmp_path: Path, sleeps: list[float]
+) -> None:
+    replies = [Reply(503, b"busy"), Reply(503, b"busy"), Reply(200, PAYLOAD)]
+    dest = tmp_path / "out" / "cifar.tar.gz"
+    with Server(replies) as server:
+        dl.download(server.url, PAYLOAD_MD5, dest, retries=3, backoff_s=0.5, progress=False)
+    assert server.requests == 3
+    assert sleeps == [0.5, 1.0]  # exponential: backoff_s * 2**k before retry k+1
+    assert dest.read_bytes() == PAYLOAD
+    assert listing(dest.parent) == ["cifar.tar.gz"]
+
+
+@pytest.mark.parametrize("status", [404, 403])
+def test_http_client_errors_are_not_retried(
+    status: int, tmp_path: Path, sleeps: list[float]
+) -> None:
+    out = tmp_path / "out"
+    error = pytest.raises(DataError, match=rf"127\.0\.0\.1.*HTTP {status}")
+    with Server([Reply(status, b"no such file")]) as server, error:
+        dl.download(server.url, PAYLOAD_MD5, out / "a.tar.gz", retries=3, progress=False)
+    assert server.requests == 1 and sleeps == []
+    assert listing(out) == []
+
+
+def test_http_short_body_is_an_error_and_leaves_nothing(
+    tmp_path: Path, sleeps: list[float]
+) -> None:
+    """The server declares 1 MB and closes after half: every attempt is a short read."""
+    short = Reply(200, PAYLOAD[: len(PAYLOAD) // 2], length=len(PAYLOAD))
+    out = tmp_path / "out"
+    error = pytest.raises(DataError, match=r"2 attempt.*short read: got 524288 of 1048576")
+    with Server([short]) as server, error:
+        dl.download(server.url, PAYLOAD_MD5, out / "a.tar.gz", retries=1, progress=False)
+    assert server.requests == 2 and len(sleeps) == 1
+    assert listing(out) == []
+
+
+def test_http_short_body_then_full_body_succeeds(tmp_path: Path, sleeps: list[float]) -> None:
+    short = Reply(200, PAYLOAD[:1000], length=len(PAYLOAD))
+    dest = tmp_path / "out" / "a.tar.gz"
+    with Server([short, Reply(200, PAYLOAD)]) as server:
+        dl.download(server.url, PAYLOAD_MD5, dest, retries=2, progress=False)
+    assert server.requests == 2
+    assert dest.read_bytes() == PAYLOAD

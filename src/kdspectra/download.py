@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 SCHEMES = ("https", "http", "file")
 CHUNK = 1 << 20
 TIMEOUT_S = 60.0
-# Seconds before the first retry; doubled for every further one. Tests set it to 0.
+# Seconds before the first retry; doubled for every further one (``download(backoff_s=)``).
 BACKOFF_S = 2.0
 _MD5_RE = re.compile(r"^[0-9a-f]{32}$")
 # HTTP statuses worth retrying: timeouts, rate limits and server-side hiccups.
@@ -75,15 +75,20 @@ def download(
     dest: str | os.PathLike[str],
     *,
     retries: int = 3,
+    backoff_s: float | None = None,
     progress: bool = True,
 ) -> Path:
     """Fetch ``url`` to ``dest`` and verify its md5; return ``dest`` as a :class:`Path`.
 
     Skips the transfer when ``dest`` already holds the right bytes (re-running the workflow
     after a later stage failed must not re-download 160 MB). ``retries`` is the number of
-    further attempts after a transient network error, with backoff ``BACKOFF_S * 2**k``.
+    further attempts after a transient failure (connection error, timeout, HTTP
+    408/425/429/5xx, a body shorter than its Content-Length), waiting ``backoff_s * 2**k``
+    seconds before retry k+1 (default :data:`BACKOFF_S`). Other HTTP errors (404, 403) and
+    checksum mismatches are final: the same request would fail the same way.
     Raises :class:`ChecksumError` (naming the URL, expected and actual md5) on a mismatch,
-    :class:`DataError` when the source cannot be read, :class:`ConfigError` on a bad URL or md5.
+    :class:`DataError` when the source cannot be read or retries are spent,
+    :class:`ConfigError` on a bad URL or md5.
     """
     expected = validate_source(url, md5)
     if retries < 0:
@@ -103,7 +108,7 @@ def download(
                 raise DataError(
                     f"{url}: download failed after {retries + 1} attempt(s): {exc}"
                 ) from exc
-            delay = BACKOFF_S * 2**attempt
+            delay = (BACKOFF_S if backoff_s is None else backoff_s) * 2**attempt
             log.warning(
                 "%s: attempt %d failed (%s); retrying in %.1fs", url, attempt + 1, exc, delay
             )
