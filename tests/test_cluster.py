@@ -4,8 +4,10 @@
 ``tests/data/ci_slurm_overlay.yaml`` layered on top as a second ``--profile``) runs the
 tiny config end to end — trimmed to one teacher and the three CNN students, see
 ``_write_config``; ``KDSPECTRA_SLURM_FULL=1`` runs it untrimmed — every non-local rule as
-its own SLURM job; and a training job cancelled with ``scancel`` fails the run, after
-which the rerun resumes from the checkpoint and completes.
+its own SLURM job, with the rules' own memory requests (the node advertises 16 GB); and
+a training job cancelled with ``scancel`` (in a copy of that run's directory, so only
+training is left to do) fails the run, after which the rerun resumes from the exact
+batch it stopped at and completes.
 
 Needs a running cluster: CI starts a single-node one with ``.ci/slurm/start.sh`` (root)
 and stops it with ``.ci/slurm/stop.sh``. Without one these tests are skipped; with
@@ -25,8 +27,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -39,7 +43,11 @@ OVERLAY = REPO / "tests" / "data" / "ci_slurm_overlay.yaml"
 REQUIRE = "KDSPECTRA_REQUIRE_SLURM"
 FULL = "KDSPECTRA_SLURM_FULL"
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+def _slurm_test(test):
+    """Marks of the tests that need SLURM (not module-wide: the switch test runs anywhere)."""
+    return pytest.mark.cluster(pytest.mark.slow(test))
+
 
 # What the rule files promise: these run on the submit host, everything else on SLURM.
 LOCAL_RULES = {
@@ -57,11 +65,10 @@ SLURM_RULES = {
     "extract_teacher",
     "extract_teacher_noisy",
     "train_student",
-    "embed_student",
     "spectrum",
     "noise",
 }
-GPU_RULES = {"extract_teacher", "extract_teacher_noisy", "train_student", "embed_student"}
+GPU_RULES = {"extract_teacher", "extract_teacher_noisy", "train_student"}
 
 HEADER = re.compile(r"^(local)?rule (\w+):\n(?:[ \t]+.*\n)*?[ \t]+jobid: (\d+)$", re.MULTILINE)
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (.+?)\)\.")
@@ -89,12 +96,32 @@ def _cluster_problem() -> str | None:
     return None
 
 
+def _required(env: Mapping[str, str]) -> bool:
+    """KDSPECTRA_REQUIRE_SLURM as a switch: 1/true/yes require a cluster, 0/false/no/unset
+    do not (a bare truthiness test made "0" mean "required")."""
+    value = env.get(REQUIRE, "").strip().lower()
+    if value in ("", "0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise pytest.UsageError(f"{REQUIRE}={env[REQUIRE]!r}: expected 1/true/yes or 0/false/no")
+
+
+@pytest.mark.parametrize(
+    ("value", "required"),
+    [("1", True), ("true", True), ("0", False), ("false", False), ("", False), (None, False)],
+)
+def test_require_slurm_is_a_switch(value: str | None, required: bool) -> None:
+    env = {} if value is None else {REQUIRE: value}
+    assert _required(env) is required
+
+
 @pytest.fixture(scope="module")
 def cluster() -> dict[str, int]:
     """The node's CPUs and GPUs; skips (or fails under KDSPECTRA_REQUIRE_SLURM) without SLURM."""
     problem = _cluster_problem()
     if problem:
-        if os.environ.get(REQUIRE):
+        if _required(os.environ):
             pytest.fail(f"{problem} ({REQUIRE} is set, so a cluster is required)")
         pytest.skip(problem)
     out = subprocess.run(
@@ -148,7 +175,8 @@ def _write_config(workdir: Path, cluster: dict[str, int], **training: int) -> di
         cfg["experiments"]["clip_digits"]["students"] = ["cnn_s", "cnn_m", "cnn_l"]
         cfg["report"].update(figures="clip_digits", ablation_students=["cnn_s"])
     # `device: auto` makes the GPU rules ask SLURM for a GPU (--gpus=1). The CI node's
-    # GPUs are fake, so torch finds no CUDA and the jobs compute on the CPU.
+    # GPUs are fake, so torch finds no CUDA; the overlay's allow_cpu_fallback lets the
+    # jobs compute on the CPU instead of failing (and their meta.json says so).
     cfg["device"] = "auto" if cluster["gpus"] else "cpu"
     cfg["training"].update(training)
     (workdir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -193,6 +221,7 @@ def slurm_run(cluster: dict[str, int], tmp_path_factory: pytest.TempPathFactory)
     return workdir, cfg, proc.stdout
 
 
+@_slurm_test
 def test_every_non_local_rule_ran_as_a_slurm_job(slurm_run) -> None:
     workdir, cfg, out = slurm_run
     jobs = {int(j): (rule, bool(local)) for local, rule, j in HEADER.findall(out)}
@@ -229,6 +258,7 @@ def test_every_non_local_rule_ran_as_a_slurm_job(slurm_run) -> None:
     assert per_rule["spectrum"] == per_rule["noise"] == n_students + len(experiments)
 
 
+@_slurm_test
 def test_final_tables_and_figures_exist(slurm_run) -> None:
     workdir, cfg, _ = slurm_run
     run = workdir / "results" / cfg["name"]
@@ -248,6 +278,7 @@ def test_final_tables_and_figures_exist(slurm_run) -> None:
     )
 
 
+@_slurm_test
 def test_rerun_submits_nothing(slurm_run) -> None:
     workdir, _, _ = slurm_run
     proc = _run(workdir, "-n", timeout_s=300)
@@ -255,23 +286,71 @@ def test_rerun_submits_nothing(slurm_run) -> None:
     assert "Nothing to be done" in proc.stdout
 
 
+@_slurm_test
+def test_gpu_jobs_record_their_device_and_allocation(slurm_run) -> None:
+    """A GPU job that computed on the CPU must be visible: its meta.json names the device
+    and the GPU SLURM bound (the CI node's GPUs are fake, so every job fell back, as the
+    overlay's allow_cpu_fallback allows)."""
+    workdir, cfg, _ = slurm_run
+    run = workdir / "results" / cfg["name"]
+    metas = {
+        "extract_teacher": sorted(run.glob("embeddings/*/*/meta.json")),
+        "train_student": sorted(run.glob("students/*/*/*/*/meta.json")),
+    }
+    experiments = _enabled(cfg)
+    assert len(metas["extract_teacher"]) == len(experiments)
+    assert len(metas["train_student"]) == sum(
+        len(e["students"]) * len(e["objectives"]) for e in experiments.values()
+    )
+    for rule, paths in metas.items():
+        for path in paths:
+            meta = json.loads(path.read_text())
+            assert meta["device"] == "cpu", (rule, path, meta["device"])
+            visible = meta["cuda_visible_devices"]
+            if cfg["device"] == "auto":  # SLURM bound one (fake) GPU to the job
+                assert visible not in (None, "", "-1", "NoDevFiles"), (rule, path, visible)
+                assert "," not in visible, "one GPU per job"
+            assert "slurm_job_gpus" in meta, (rule, path)
+
+
 # ---------------------------------------------------------------- (b) scancel and resume
 
 
+def _clone_run(source: Path, dest: Path, unit: str, run_name: str) -> None:
+    """The finished cluster run's directory without one student's outputs: its data,
+    teacher embeddings and Snakemake records are reused, so the cancel test submits the
+    training job at once instead of redoing prepare and extraction on SLURM first."""
+    shutil.copytree(
+        source, dest, dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns("slurm_logs", "locks", "incomplete"),
+    )  # fmt: skip
+    run = dest / "results" / run_name
+    shutil.rmtree(run / "students" / unit)
+    (run / "logs" / "train" / f"{unit}.log").unlink()
+
+
+def _global_step(epoch: int, step: int, steps_per_epoch: int) -> int:
+    return epoch * steps_per_epoch + step
+
+
+@_slurm_test
 def test_cancelled_training_fails_then_resumes_from_checkpoint(
-    cluster: dict[str, int], tmp_path: Path
+    cluster: dict[str, int], slurm_run, tmp_path: Path
 ) -> None:
     # Long enough to cancel after the first epoch's checkpoint, short enough for CI.
     epochs = 8
-    cfg = _write_config(tmp_path, cluster, epochs=epochs)
     unit = "clip_digits/cnn_s/cosine/seed0"
+    _clone_run(slurm_run[0], tmp_path, unit, slurm_run[1]["name"])
+    cfg = _write_config(tmp_path, cluster, epochs=epochs)
     run = tmp_path / "results" / cfg["name"]
     outdir = run / "students" / unit
     target = str((outdir / "model.safetensors").relative_to(tmp_path))
     checkpoint = run / "checkpoints" / f"{unit}.pt"
     train_log = run / "logs" / "train" / f"{unit}.log"
+    train_images = next((tmp_path / "results" / "data").glob("*/train_images.npy"))
+    steps_per_epoch = len(np.load(train_images, mmap_mode="r")) // cfg["training"]["batch_size"]
 
-    # 1. Start the run (prepare -> teacher -> train); scancel the training job as soon as
+    # 1. Start the run (only training is left to do); scancel the training job as soon as
     #    its first checkpoint exists.
     console = tmp_path / "first_run.txt"
     with console.open("w") as fh:
@@ -317,14 +396,25 @@ def test_cancelled_training_fails_then_resumes_from_checkpoint(
     assert not (tmp_path / target).exists()
     log = train_log.read_text()
     assert "received SIGTERM" in log, _tail(log, 2000)
+    stopped = re.search(r"preempted by SIGTERM at epoch (\d+), step (\d+)", log)
+    assert stopped, _tail(log, 2000)
+    # "at epoch E" counts the epoch in progress from 1; "resuming after epoch E" counts
+    # finished epochs, so both name the same batch as (E - 1) * steps + step.
+    stopped_at = _global_step(int(stopped[1]) - 1, int(stopped[2]), steps_per_epoch)
 
     # 3. The same command again: training resumes from the checkpoint and completes.
     second = _run(tmp_path, target, timeout_s=600)
     assert second.returncode == 0, _tail(second.stdout)
     assert re.search(r"Job \d+ has been submitted with SLURM jobid \d+", second.stdout)
     log = train_log.read_text()
-    assert re.search(r"resuming after epoch \d+, step \d+", log), _tail(log, 2000)
+    resumed = re.search(r"resuming after epoch (\d+), step (\d+)", log)
+    assert resumed, _tail(log, 2000)
+    assert _global_step(int(resumed[1]), int(resumed[2]), steps_per_epoch) == stopped_at, (
+        stopped[0],
+        resumed[0],
+    )
     meta = json.loads((outdir / "meta.json").read_text())
-    assert meta["resumed_from"] is not None and meta["epochs"] == epochs
+    assert meta["resumed_from"] == {"epoch": int(resumed[1]), "step": int(resumed[2])}
+    assert meta["epochs"] == epochs
     assert len(pd.read_csv(outdir / "metrics.csv")) == epochs
     assert not checkpoint.exists(), "a finished training removes its checkpoint"

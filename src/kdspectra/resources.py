@@ -23,10 +23,11 @@ import math
 import re
 from dataclasses import dataclass
 
-# Resident memory of a job before it holds any data (measured with the benchmark files'
-# max_rss on a 2-core CPU VM; see docs/architecture.md).
+# Resident memory of a job before it holds any data, rounded up from the benchmark files'
+# max_rss of the demo's jobs on a 2-core CPU VM (docs/architecture.md): noise and
+# spectrum jobs peak at ~220 MB, training jobs at 860-1140 MB with their (small) data.
 PYTHON_MB = 400  # interpreter + numpy, pandas, pyarrow, scikit-learn: spectrum, noise
-TORCH_MB = 900  # + torch, timm, open_clip imported and their thread pools started
+TORCH_MB = 1000  # + torch, timm, open_clip imported and their thread pools started
 CUDA_HOST_MB = 3000  # host side of a CUDA context with cuBLAS/cuDNN loaded
 # Bytes of one prepared image (uint8 32x32x3) and its int64 label.
 IMAGE_BYTES = 32 * 32 * 3 + 8
