@@ -7,13 +7,14 @@ CORES  ?= $(shell nproc 2>/dev/null || echo 2)
 STAMP  := $(VENV)/.kdspectra-installed
 DEMO   := results/demo
 
-.PHONY: help install demo test unit workflow lint format faults cluster-test bench clean
+.PHONY: help install demo test unit workflow lint format faults cluster-test test-gpu bench clean
 
 help:
 	@echo "make demo   - offline end-to-end run (random-init teachers, digits) -> $(DEMO)/"
 	@echo "make test   - lint + unit tests + the workflow test on a tiny config"
 	@echo "make lint   - ruff, snakefmt --check, snakemake --lint"
 	@echo "make cluster-test - SLURM tests (needs a cluster: sudo .ci/slurm/start.sh)"
+	@echo "make test-gpu - CUDA-only tests (needs a GPU; skipped without one)"
 	@echo "make faults - fault-injection suite, one summary line per scenario (README: Reliability)"
 	@echo "make bench  - benchmarks vs naive baselines + the demo timed per stage -> results/bench/"
 	@echo "make clean  - remove results/ and .snakemake/ (keeps .venv)"
@@ -54,6 +55,11 @@ faults: $(STAMP)
 
 cluster-test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m cluster tests/test_cluster.py
+
+# The CUDA-only tests (bf16 resume, fp32 embedding, teacher CUDA vs CPU, CUDA RNG in
+# checkpoints); they skip on a machine without CUDA.
+test-gpu: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m cuda tests/test_gpu.py
 
 # Every benchmark module, then the demo DAG from nothing in a scratch directory, timed.
 bench: $(STAMP)
