@@ -354,3 +354,21 @@ def test_two_archives_under_one_name_coexist(tmp_path: Path) -> None:
         proc = prepare_only(work, config, "-n")
         assert proc.returncode == 0, proc.stderr[-4000:]
         assert re.search(r"^total\s+0$", proc.stdout, re.M), proc.stdout[-3000:]
+
+
+@pytest.mark.workflow
+def test_checksum_mismatch_is_not_retried_by_snakemake(tmp_path: Path) -> None:
+    """`--retries 2` (the SLURM profile's setting) must not repeat a deterministic failure:
+    the same bytes would fail their md5 again."""
+    work = tmp_path / "work"
+    work.mkdir()
+    config, _ = synth_config(tmp_path, "a", 0)
+    cfg = yaml.safe_load(config.read_text())
+    cfg["datasets"]["synth"]["md5"] = "0" * 32
+    config.write_text(yaml.safe_dump(cfg))
+    proc = prepare_only(work, config, "--retries", "2")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "md5 mismatch" in out, out[-4000:]
+    assert out.count("Error in rule download:") == 1, out[-4000:]  # one attempt
+    assert listing(work / "results" / "downloads") == []

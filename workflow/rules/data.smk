@@ -3,10 +3,12 @@
 # {data_key} = <dataset>-<md5[:12]> (kdspectra.config.data_key): two configs that give one
 # dataset name to different archives never overwrite each other's data.
 #
-# No `retries:` here. Snakemake would retry every failure, and what fails here is
-# deterministic (checksum mismatch, HTTP 404, a malformed archive): the same bytes fail
-# again. Transient network failures (connection errors, 5xx, short reads) are retried
-# inside kdspectra.download with exponential backoff.
+# Retries: Snakemake's (`--retries`, the SLURM profile's `retries: 2`) repeat a job whatever
+# failed. The download's failures that remain after kdspectra.download's own retries
+# (connection errors, 5xx and short reads, with exponential backoff) are deterministic:
+# checksum mismatch, HTTP 404, a bad URL. So `retries: 0` overrides the profile there.
+# prepare_dataset keeps the profile's retries: its input is md5-verified, so what fails it
+# on a cluster is memory or time, which grow with `attempt`.
 
 
 localrules:
@@ -18,6 +20,7 @@ rule download:
         "results/downloads/{data_key}.tar.gz",
     log:
         "results/logs/download/{data_key}.log",
+    retries: 0
     conda:
         ENV
     params:
@@ -44,8 +47,8 @@ rule prepare_dataset:
     conda:
         ENV
     resources:
-        mem_mb=4000,
-        runtime=20,
+        mem_mb=array_mem(copies=4),
+        runtime=array_runtime(minutes_per_gb=10),
     params:
         fmt=lambda wc: dataset_format(config, dataset_name(wc)),
         source=lambda wc: config["datasets"][dataset_name(wc)],
