@@ -182,3 +182,22 @@ def test_prepare_digits_and_load_split(tmp_path: Path) -> None:
     assert images.dtype == np.uint8 and images.shape[1:] == (32, 32, 3)
     assert len(images) == len(labels) == 360
     assert json.loads((tmp_path / "source.json").read_text())["format"] == "sklearn-digits"
+
+
+def test_report_writers_leave_a_provenance_sidecar_beside_every_csv(tmp_path: Path) -> None:
+    from test_tables import RANDOM, make_noise, make_summary
+
+    make_summary((0, 1)).to_parquet(tmp_path / "summary.parquet")
+    make_noise((0, 1)).to_parquet(tmp_path / "noise.parquet")
+    prov = RANDOM.to_dict()
+    out = {k: tmp_path / f"t.{k}" for k in ("csv", "md")} | {"provenance": tmp_path / "t.json"}
+    args = (tmp_path / "summary.parquet", tmp_path / "noise.parquet")
+    stages.write_table("teachers", *args, {}, prov, out)
+    assert json.loads(out["provenance"].read_text())["random_init"] is True
+    out = {k: tmp_path / f"c.{k}" for k in ("csv", "md")} | {"provenance": tmp_path / "c.json"}
+    opts = {"tables_experiment": "clip_x", "figures_experiment": "dino_x", "omitted": ["x: y"]}
+    stages.write_claims(*args, opts, prov, out)
+    assert json.loads(out["provenance"].read_text())["commit"] == RANDOM.commit
+    frame = pd.read_csv(out["csv"])
+    assert frame["note"].str.contains("random-init").all()
+    assert "- x: y" in out["md"].read_text()

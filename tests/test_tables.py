@@ -285,3 +285,37 @@ def test_paper_comparison_markdown() -> None:
     for section in ("Table I", "Table II", "Ablation", "Figure 2", "Figure 3", "Parameters"):
         assert f"## {section}" in md
     assert "structural only" not in tables.paper_comparison(make_summary(), None, PRETRAINED)
+
+
+def test_paper_comparison_opens_with_the_open_choices_and_ends_with_what_was_left_out() -> None:
+    config = {
+        "seeds": [0, 1, 2],
+        "training": {
+            "lr": 2e-3,
+            "augment": {"crop_padding": 4, "grayscale_p": 0.2},
+            "teacher_view": "clean",
+            "per_student": {"tiny_vit": {"lr": 1e-3}},
+        },
+        "evaluation": {"noise_sigmas": [0.0, 0.1, 0.3], "probe": "linear", "probe_Cs": [1.0]},
+        "teachers": {"clip_vit_b32": {"pretrained": None}},
+    }
+    md = tables.paper_comparison(
+        make_summary(), make_noise(), RANDOM, tables_experiment="clip_x",
+        figures_experiment="dino_x", config=config, omitted=["table2: no InfoNCE objective"],
+    )  # fmt: skip
+    opening = md.split("## Choices the paper leaves open")[0]
+    assert "## Table I" not in opening  # the choices come before any number
+    for row in (
+        "| `seeds` | [0, 1, 2] |",
+        "| `training.lr` | 0.002 |",
+        "| `training.augment.grayscale_p` | 0.2 |",
+        "| `training.teacher_view` | clean |",
+        "| `training.per_student.tiny_vit.lr` | 0.001 |",
+        "| `evaluation.probe_Cs` | [1.0] |",
+        "| `σ of the paper's 21.32 % / 17.03 %` | 0.3 (highest configured) |",
+        "| `headline effective rank` | raw rows",
+        "| `teachers.clip_vit_b32.pretrained` | – |",
+    ):
+        assert row in md, row
+    assert md.index("## Left out of this run") > md.index("## Figure 3")
+    assert "- table2: no InfoNCE objective" in md

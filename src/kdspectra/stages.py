@@ -418,16 +418,47 @@ def write_table(
     prov: Mapping[str, Any],
     out: Mapping[str, PathLike],
 ) -> None:
-    """Render one table (``table1``, ``table2``, ``ablation``, ``teachers``, ``fig2``, ``fig3``)."""
+    """Render one table (``table1``, ``table2``, ``ablation``, ``teachers``, ``fig2``, ``fig3``).
+
+    The CSV gets a ``<table>.provenance.json`` sidecar (``out["provenance"]``): commit,
+    config hash, teacher weights and the random-init flag, which a CSV cannot carry.
+    """
     from kdspectra import tables
 
     frame = tables.build(kind, pd.read_parquet(summary), pd.read_parquet(noise_table), **options)
     provenance = Provenance.from_dict(prov)
     save_csv(out["csv"], frame)
+    save_json(out["provenance"], provenance.to_dict())
     if "md" in out:
         save_text(out["md"], tables.to_markdown(frame, kind, provenance))
     if "tex" in out:
         save_text(out["tex"], tables.to_latex(frame, kind, provenance))
+
+
+def write_claims(
+    summary: PathLike,
+    noise_table: PathLike,
+    options: Mapping[str, Any],
+    prov: Mapping[str, Any],
+    out: Mapping[str, PathLike],
+) -> None:
+    """Judge the paper's claims on the run (rule ``claims``): ``out`` holds ``csv``,
+    ``md`` and ``provenance`` paths; ``options`` are :func:`kdspectra.claims.claims_frame`
+    keyword arguments plus ``omitted`` (report artifacts left out, listed in the .md)."""
+    from kdspectra import claims
+
+    opts = dict(options)
+    omitted = opts.pop("omitted", [])
+    provenance = Provenance.from_dict(prov)
+    frame = claims.claims_frame(
+        pd.read_parquet(summary),
+        pd.read_parquet(noise_table),
+        random_init=provenance.random_init,
+        **opts,
+    )
+    save_csv(out["csv"], frame)
+    save_json(out["provenance"], provenance.to_dict())
+    save_text(out["md"], claims.to_markdown(frame, provenance, omitted))
 
 
 def write_paper_comparison(

@@ -976,12 +976,19 @@ def paper_comparison(
     figures_experiment: str = "dinov2_cifar100",
     fig3_objective: str = "cosine_infonce",
     students: Mapping[str, str] | None = None,
+    config: Mapping[str, object] | None = None,
+    omitted: Sequence[str] = (),
 ) -> str:
     """Markdown: every number of the paper beside ours with the difference, by section.
 
     With random-init teachers (``provenance.random_init``) a banner says the comparison
-    is structural only. Options as in :func:`paper_comparison_frame`.
+    is structural only. ``config`` (the resolved config's ``seeds``, ``training``,
+    ``evaluation`` and ``teachers``) opens the file with the choices the paper leaves
+    open (:mod:`kdspectra.deviations`); ``omitted`` lists report artifacts this run left
+    out and why. Other options as in :func:`paper_comparison_frame`.
     """
+    from kdspectra import deviations
+
     frame = paper_comparison_frame(
         summary,
         noise,
@@ -998,6 +1005,7 @@ def paper_comparison(
             "reports, not that the numbers match.",
             "",
         ]
+    lines += [deviations.to_markdown(config), ""] if config is not None else []
     lines += [
         "Paper: *Breaking the Geometric Bottleneck: Contrastive Expansion in Asymmetric "
         f"Cross-Modal Distillation*. Ours: experiment `{tables_experiment}` plays the paper's "
@@ -1012,6 +1020,8 @@ def paper_comparison(
     ]
     for section, rows in frame.groupby("section", sort=False):
         lines += [f"## {section}", "", _section_table(rows), ""]
+    if omitted:
+        lines += ["## Left out of this run", "", *[f"- {o}" for o in omitted], ""]
     if provenance is not None:
         lines += [f"*Provenance:* {provenance.footer()}", ""]
     return "\n".join(lines)

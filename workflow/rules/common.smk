@@ -28,6 +28,8 @@ from kdspectra.config import (
 from kdspectra.device import FALLBACK_ENV
 from kdspectra.errors import ConfigError
 from kdspectra.provenance import config_hash, git_commit
+from kdspectra.report_plan import plan_report
+from snakemake.logging import logger
 
 try:
     _resolved = validate_config(
@@ -238,14 +240,19 @@ def provenance():
 
 
 def table_options(kind):
+    """Builder options: the students (and objectives) the plan found in the experiment."""
     rep = config["report"]
+    built_over = REPORT.include.get(kind, {})
     if kind in ("table1", "table2", "ablation"):
-        students = rep["ablation_students" if kind == "ablation" else "table_students"]
-        return {"experiment": rep["tables"], "students": students}
+        return {"experiment": rep["tables"], **built_over}
     if kind == "fig2":
-        return {"experiment": rep["figures"]}
+        return {"experiment": rep["figures"], **built_over}
     if kind == "fig3":
-        return {"experiment": rep["figures"], "objective": rep["fig3_objective"]}
+        return {
+            "experiment": rep["figures"],
+            "objective": rep["fig3_objective"],
+            **built_over,
+        }
     return {}
 
 
@@ -253,15 +260,24 @@ def table_options(kind):
 
 TABLES = ["table1", "table2", "ablation"]
 FIGURES = ["fig1_spectrum", "fig2_effective_rank", "fig3_noise_robustness"]
+# Which tables and figures the enabled experiments can fill; the rest are left out of
+# `all`, each with a note here and in paper_comparison.md and claims.md.
+REPORT = plan_report(config)
+for _note in REPORT.omitted:
+    logger.warning(f"report: left out {_note}")
 
 
 def final_targets():
     targets = [f"{RUN}/config.resolved.yaml", f"{RUN}/tables/paper_comparison.md"]
+    targets += [f"{RUN}/tables/claims.{ext}" for ext in ("csv", "md")]
+    tables = [t for t in TABLES if REPORT.has(t)]
     targets += [
-        f"{RUN}/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md", "tex")
+        f"{RUN}/tables/{t}.{ext}" for t in tables for ext in ("csv", "md", "tex")
     ]
-    targets += [f"{RUN}/tables/{t}.csv" for t in ("teachers", "fig2", "fig3")]
-    targets += [f"{RUN}/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
+    data = [t for t in ("teachers", "fig2", "fig3") if REPORT.has(t)]
+    targets += [f"{RUN}/tables/{t}.csv" for t in data]
+    figures = [f for f in FIGURES if REPORT.has(FIGURE_TABLES.get(f, f))]
+    targets += [f"{RUN}/figures/{f}.{ext}" for f in figures for ext in ("png", "pdf")]
     for exp in enabled_experiments(config):
         e = experiment(exp)
         targets.append(f"{teacher_dir(e['dataset'], e['teacher'])}/sanity.json")
@@ -293,9 +309,26 @@ def figure_options(figure):
 
 
 def paper_comparison_options():
+    """Which experiment plays which paper run, the open choices, what was left out."""
     rep = config["report"]
     return {
         "tables_experiment": rep["tables"],
         "figures_experiment": rep["figures"],
         "fig3_objective": rep["fig3_objective"],
+        "config": {
+            k: config[k] for k in ("seeds", "training", "evaluation", "teachers")
+        },
+        "omitted": REPORT.omitted,
+    }
+
+
+def claims_options():
+    rep = config["report"]
+    return {
+        "tables_experiment": rep["tables"],
+        "figures_experiment": rep["figures"],
+        "table_students": rep["table_students"],
+        "ablation_students": rep["ablation_students"],
+        "noise_objective": rep["fig3_objective"],
+        "omitted": REPORT.omitted,
     }

@@ -1,6 +1,7 @@
 # Report stage: Tables I-II, the ablation, the teachers table, the data behind Figures 2
-# and 3, the paper comparison, Figures 1-3 and the resolved config. Cheap, so they run on
-# the submit host.
+# and 3, the paper comparison, the claims judged, Figures 1-3 and the resolved config.
+# Every CSV has a .provenance.json sidecar (commit, config hash, teacher weights,
+# random-init flag). Cheap, so they run on the submit host.
 
 
 localrules:
@@ -9,6 +10,7 @@ localrules:
     table,
     data_table,
     paper_comparison,
+    claims,
     figure,
 
 
@@ -37,6 +39,7 @@ rule table:
         ),
         md=f"{RUN}/tables/{{table}}.md",
         tex=f"{RUN}/tables/{{table}}.tex",
+        provenance=f"{RUN}/tables/{{table}}.provenance.json",
     log:
         f"{RUN}/logs/tables/{{table}}.log",
     conda:
@@ -58,6 +61,7 @@ rule data_table:
             caption="../report/data_table.rst",
             category="Tables",
         ),
+        provenance=f"{RUN}/tables/{{data_table}}.provenance.json",
     log:
         f"{RUN}/logs/tables/{{data_table}}.log",
     wildcard_constraints:
@@ -90,6 +94,29 @@ rule paper_comparison:
         provenance=provenance(),
     script:
         "../scripts/paper_comparison.py"
+
+
+rule claims:
+    input:
+        summary=f"{RUN}/summary.parquet",
+        noise=f"{RUN}/noise.parquet",
+    output:
+        csv=f"{RUN}/tables/claims.csv",
+        md=report(
+            f"{RUN}/tables/claims.md",
+            caption="../report/claims.rst",
+            category="Tables",
+        ),
+        provenance=f"{RUN}/tables/claims.provenance.json",
+    log:
+        f"{RUN}/logs/tables/claims.log",
+    conda:
+        ENV
+    params:
+        options=claims_options(),
+        provenance=provenance(),
+    script:
+        "../scripts/claims.py"
 
 
 rule figure:

@@ -1,0 +1,92 @@
+"""Which tables and figures a run can fill, and why the others are left out.
+
+An experiment with one student or one objective is a legitimate run (a quick check, a
+single-architecture study), but Table II needs InfoNCE students, the ablation needs a
+second architecture, and so on. Instead of refusing such a config, the workflow asks
+:func:`plan_report` which report artifacts the enabled experiments can fill, builds only
+those, and writes a note for each one left out (logged when the workflow is parsed and
+listed in paper_comparison.md and claims.md). Tables are built over the students the
+experiment actually ran, in the order the ``report`` section names them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kdspectra.config import experiment_students
+
+# Report artifacts, in the order a reader meets them.
+ARTIFACTS = (
+    "table1",
+    "table2",
+    "ablation",
+    "teachers",
+    "fig2",
+    "fig3",
+    "fig1_spectrum",
+    "paper_comparison",
+    "claims",
+)
+
+
+@dataclass(frozen=True)
+class ReportPlan:
+    """The artifacts to build (name → the students/objectives each one is built over)
+    and, for each artifact left out, one line saying why."""
+
+    include: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    omitted: list[str] = field(default_factory=list)
+
+    def has(self, artifact: str) -> bool:
+        return artifact in self.include
+
+
+def _ran(config: Mapping[str, Any], exp: str, wanted: list[str]) -> list[str]:
+    have = set(experiment_students(config, exp))
+    return [s for s in wanted if s in have]
+
+
+def plan_report(config: Mapping[str, Any]) -> ReportPlan:
+    """What the resolved ``config`` can fill (see the module docstring)."""
+    rep = config["report"]
+    tex, fex = rep["tables"], rep["figures"]
+    objectives = {e: list(config["experiments"][e]["objectives"]) for e in (tex, fex)}
+    plan = ReportPlan()
+    table_s = _ran(config, tex, list(rep["table_students"]))
+    figure_s = _ran(config, fex, list(rep["table_students"]))
+    ablation_s = _ran(config, tex, list(rep["ablation_students"]))
+    needs: dict[str, tuple[str, list[str], list[str], int, str]] = {
+        # artifact: (experiment, students it can use, objectives it needs, min students, what)
+        "table1": (tex, table_s, ["cosine"], 1, "report.table_students"),
+        "table2": (tex, table_s, ["cosine_infonce"], 1, "report.table_students"),
+        "ablation": (tex, ablation_s, ["cosine"], 2, "report.ablation_students"),
+        "fig3": (fex, figure_s, [rep["fig3_objective"]], 1, "report.table_students"),
+    }
+    for name, (exp, students, need, least, key) in needs.items():
+        missing = [o for o in need if o not in objectives[exp]]
+        if missing:
+            plan.omitted.append(f"{name}: experiment {exp!r} runs no {missing[0]} objective")
+        elif len(students) < least:
+            plan.omitted.append(
+                f"{name}: experiment {exp!r} runs {len(students)} of the students in "
+                f"{key} (needs {least})"
+            )
+        else:
+            plan.include[name] = {"students": students}
+    if figure_s:
+        plan.include["fig2"] = {"students": figure_s, "objectives": objectives[fex]}
+    else:
+        plan.omitted.append(f"fig2: experiment {fex!r} runs none of report.table_students")
+    fig1_missing = [o for o in ("cosine", "cosine_infonce") if o not in objectives[tex]]
+    if rep["fig1_student"] not in experiment_students(config, tex) or fig1_missing:
+        plan.omitted.append(
+            f"fig1_spectrum: experiment {tex!r} lacks {rep['fig1_student']} "
+            "(report.fig1_student) with both objectives"
+        )
+    else:
+        plan.include["fig1_spectrum"] = {}
+    for always in ("teachers", "paper_comparison", "claims"):
+        plan.include[always] = {}
+    return plan
