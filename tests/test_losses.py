@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
-from kdspectra import registry
-from kdspectra.losses import OBJECTIVES, cosine_distillation, info_nce
+from kdspectra.losses import cosine_distillation, info_nce
 from kdspectra.students import build_student
 
 
@@ -33,10 +32,6 @@ def naive_cosine(s: torch.Tensor, t: torch.Tensor) -> float:
         for a, b in zip(s.double(), t.double(), strict=True)
     ]
     return sum(vals) / len(vals)
-
-
-def test_objectives_match_registry() -> None:
-    assert OBJECTIVES == registry.OBJECTIVES
 
 
 @pytest.mark.parametrize(("n", "d", "tau"), [(2, 3, 0.5), (5, 8, 0.1), (16, 32, 0.07)])
@@ -127,13 +122,19 @@ def test_cosine_matches_naive_loop_and_bounds() -> None:
     assert float(cosine_distillation(e[:1], e[1:])) == pytest.approx(1.0)
 
 
-def test_cosine_gradient_matches_formula() -> None:
-    s = torch.randn(5, 4, requires_grad=True)
-    t = torch.randn(5, 4)
+def test_cosine_gradient_matches_the_analytic_formula() -> None:
+    """d/ds_i of mean_i(1 - cos(s_i, t_i)) = -(t_i/(|s_i||t_i|) - cos_i s_i/|s_i|²) / N,
+    evaluated in float64 numpy: no torch function shared with the implementation."""
+    g = torch.Generator().manual_seed(3)
+    s = (torch.randn(5, 4, generator=g) * 2).requires_grad_(True)
+    t = torch.randn(5, 4, generator=g)
     cosine_distillation(s, t).backward()
-    ref = s.detach().clone().requires_grad_(True)
-    (1 - F.cosine_similarity(ref, t, dim=1)).mean().backward()
-    torch.testing.assert_close(s.grad, ref.grad)
+    sn, tn = s.detach().double().numpy(), t.double().numpy()
+    s_norm = np.linalg.norm(sn, axis=1, keepdims=True)
+    t_norm = np.linalg.norm(tn, axis=1, keepdims=True)
+    cos = (sn * tn).sum(axis=1, keepdims=True) / (s_norm * t_norm)
+    expected = -(tn / (s_norm * t_norm) - cos * sn / s_norm**2) / len(sn)
+    np.testing.assert_allclose(s.grad.double().numpy(), expected, rtol=1e-5, atol=1e-7)
 
 
 def test_cosine_rejects_shape_mismatch() -> None:
