@@ -28,6 +28,7 @@ from kdspectra.students import build_student
 from kdspectra.train import (
     METRIC_COLUMNS,
     NonFiniteLossError,
+    NonFiniteParametersError,
     Preempted,
     TrainConfig,
     embed_images,
@@ -101,9 +102,10 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
     return load_file(str(path))
 
 
-def max_abs_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+def bitwise_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    """Every tensor equal, element for element (the README's "bitwise" on CPU)."""
     assert a.keys() == b.keys()
-    return max(float((a[k].double() - b[k].double()).abs().max()) for k in a if a[k].numel())
+    return all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.fixture(scope="module")
@@ -210,11 +212,11 @@ def test_resume_after_kill_matches_uninterrupted_run(
     assert paths["checkpoint"].exists() and not paths["weights_out"].exists()
     meta = train(data, paths)
     assert meta["resumed_from"] == {"epoch": 1, "step": 0}
-    assert max_abs_diff(weights(paths["weights_out"]), straight["weights"]) <= 1e-6
+    assert bitwise_equal(weights(paths["weights_out"]), straight["weights"])
     resumed = pd.read_csv(paths["metrics_out"])
     reference = pd.read_csv(straight["paths"]["metrics_out"])
     cols = ["epoch", "loss", "loss_cos", "loss_infonce", "lr"]
-    pd.testing.assert_frame_equal(resumed[cols], reference[cols], rtol=1e-6)
+    pd.testing.assert_frame_equal(resumed[cols], reference[cols], check_exact=True)
 
 
 def test_sigusr1_checkpoints_mid_epoch_and_resumes_exactly(
@@ -232,7 +234,7 @@ def test_sigusr1_checkpoints_mid_epoch_and_resumes_exactly(
     assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL  # handler restored
     meta = train(data, paths)
     assert meta["resumed_from"] == {"epoch": 1, "step": 1}
-    assert max_abs_diff(weights(paths["weights_out"]), straight["weights"]) <= 1e-6
+    assert bitwise_equal(weights(paths["weights_out"]), straight["weights"])
 
 
 SIGTERM_SCRIPT = """
@@ -276,7 +278,7 @@ def test_sigterm_in_a_real_process_exits_nonzero_and_resumes(
     assert (state["epoch"], state["step"]) == (2, 3)
     meta = train(data, paths)
     assert meta["resumed_from"] == {"epoch": 2, "step": 3}
-    assert max_abs_diff(weights(paths["weights_out"]), straight["weights"]) <= 1e-6
+    assert bitwise_equal(weights(paths["weights_out"]), straight["weights"])
 
 
 # --------------------------------------------------------------------------- failures
@@ -316,18 +318,49 @@ def test_non_finite_loss_names_epoch_step_and_parts(
         built.append(build_student(*args, **kw))
         return built[-1]
 
+    saved: dict[str, bytes] = {}
+    paths = outputs(tmp_path)
+
     def poison(epoch: int, step: int) -> None:
-        if (epoch, step) == (1, 2):  # corrupt the weights after step 2 of epoch 1
+        if (epoch, step) == (2, 2):  # epoch 1's checkpoint exists: corrupt the weights
+            saved["checkpoint"] = paths["checkpoint"].read_bytes()
             with torch.no_grad():
                 built[0].head.weight.fill_(float("nan"))
 
     monkeypatch.setattr(train_module, "build_student", build_and_remember)
-    paths = outputs(tmp_path)
     with pytest.raises(NonFiniteLossError) as err:
         train(data, paths, callback=poison)
     msg = str(err.value)
-    assert "epoch 1, step 3/4" in msg
+    assert "epoch 2, step 3/4" in msg
     assert "loss=nan" in msg and "loss_cos=nan" in msg and "loss_infonce=nan" in msg
+    # The last good checkpoint is kept as it was; no weights are written.
+    assert paths["checkpoint"].read_bytes() == saved["checkpoint"]
+    assert not paths["weights_out"].exists()
+
+
+def test_non_finite_parameters_never_reach_a_checkpoint(
+    data: tuple[np.ndarray, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A NaN that the loss does not show (a parameter off the forward path) is still caught."""
+    import kdspectra.train as train_module
+
+    built: list[torch.nn.Module] = []
+
+    def build_with_spare(*args: Any, **kw: Any) -> torch.nn.Module:
+        model = build_student(*args, **kw)
+        model.register_parameter("spare", torch.nn.Parameter(torch.zeros(3)))
+        built.append(model)
+        return model
+
+    def poison(epoch: int, step: int) -> None:
+        if (epoch, step) == (1, 4):
+            with torch.no_grad():
+                built[0].spare.fill_(float("inf"))
+
+    monkeypatch.setattr(train_module, "build_student", build_with_spare)
+    paths = outputs(tmp_path)
+    with pytest.raises(NonFiniteParametersError, match="spare"):
+        train(data, paths, callback=poison)
     assert not paths["checkpoint"].exists() and not paths["weights_out"].exists()
 
 
@@ -351,3 +384,153 @@ def test_load_student_refuses_weights_of_another_model(
     bad.write_bytes(b"\x00" * 16)
     with pytest.raises(ArtifactError, match=str(bad)):
         load_student(bad, STUDENT, D, width_mult=0.25, device="cpu")
+
+
+# --------------------------------------------------------------------------- input identity
+
+
+@pytest.mark.parametrize("change", ["teacher", "images", "weights"])
+def test_checkpoint_for_other_inputs_is_refused(
+    data: tuple[np.ndarray, np.ndarray], tmp_path: Path, change: str
+) -> None:
+    """Killed after epoch 1, then the teacher is re-extracted (other targets), the images
+    are re-prepared, or the teacher's weights source changes: never resume silently."""
+    images, teacher = data
+    paths = outputs(tmp_path)
+    with pytest.raises(Killed):
+        train(data, paths, callback=kill_at(2, 1))
+    kwargs: dict[str, Any] = {"teacher_weights": "unknown"}
+    if change == "teacher":
+        teacher = teacher + np.float32(1e-3)
+    elif change == "images":
+        images = images.copy()
+        images[0, 0, 0, 0] ^= 1
+    else:
+        kwargs["teacher_weights"] = "openai"
+    with pytest.raises(ArtifactError) as err:
+        train((images, teacher), paths, **kwargs)
+    msg = str(err.value)
+    field = {"teacher": "teacher_digest", "images": "images_digest", "weights": "teacher_weights"}
+    assert str(paths["checkpoint"]) in msg and field[change] in msg and "rm " in msg
+    assert not paths["weights_out"].exists()
+
+
+# --------------------------------------------------------------------------- controlled arms
+
+
+def test_infonce_weight_zero_trains_bit_identically_to_cosine(
+    data: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    """The two objectives differ by the λ·InfoNCE term and nothing else: same views, same
+    batch, same BatchNorm statistics, same draws. With λ = 0 the weights are equal."""
+    runs = {}
+    for objective in ("cosine", "cosine_infonce"):
+        cfg = dataclasses.replace(CFG, objective=objective, epochs=2, infonce_weight=0.0)
+        paths = outputs(tmp_path, objective)
+        meta = train(data, paths, cfg)
+        runs[objective] = (weights(paths["weights_out"]), meta)
+    assert bitwise_equal(runs["cosine"][0], runs["cosine_infonce"][0])
+    assert runs["cosine"][1]["final_loss_infonce"] == 0.0
+    assert runs["cosine_infonce"][1]["final_loss_infonce"] > 0  # computed, weighted by 0
+    # With λ > 0 the arms do differ (the test above is not vacuous).
+    paths = outputs(tmp_path, "lambda1")
+    train(data, paths, dataclasses.replace(CFG, epochs=2))
+    assert not bitwise_equal(runs["cosine"][0], weights(paths["weights_out"]))
+
+
+def test_cosine_loss_averages_both_views() -> None:
+    """L_cos = ½(cos-loss(view 1) + cos-loss(view 2)), against an independent numpy form."""
+    from kdspectra.train import compute_loss
+
+    rng = np.random.default_rng(1)
+    s, t = rng.standard_normal((2, 8, 5))
+    s_t, t_t = torch.from_numpy(s).float(), torch.from_numpy(t).float()
+
+    def ref(a: np.ndarray, b: np.ndarray) -> float:
+        cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+        return float(np.mean(1 - cos))
+
+    expected = 0.5 * (ref(s[:4], t[:4]) + ref(s[4:], t[4:]))
+    for objective in ("cosine", "cosine_infonce"):
+        cfg = dataclasses.replace(CFG, objective=objective)
+        _, loss_cos, _ = compute_loss(cfg, s_t, t_t)
+        assert float(loss_cos) == pytest.approx(expected, rel=1e-5)
+
+
+# --------------------------------------------------------------------------- teacher views
+
+
+def test_same_view_targets_are_the_teacher_embedding_of_that_view(
+    data: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    """teacher_view: same replays cached view k of image i exactly: a 'teacher' that is a
+    fixed linear map of the pixels, applied to the extracted views, gives back exactly the
+    targets training pairs with each student view."""
+    from kdspectra.data import apply_view, cached_view_params
+    from kdspectra.train import build_run, make_views
+
+    images, _ = data
+    cfg = dataclasses.replace(CFG, teacher_view="same", teacher_views_seed=3)
+    k = 4
+    w = torch.from_numpy(np.random.default_rng(2).standard_normal((3 * 32 * 32, D))).float()
+    pixels = torch.from_numpy(images).permute(0, 3, 1, 2)
+    table = cached_view_params(
+        N, k, 3, crop_padding=cfg.crop_padding, jitter=cfg.jitter, grayscale_p=cfg.grayscale_p
+    )
+    idx = torch.arange(N)
+    cached = torch.stack(
+        [
+            apply_view(pixels, table.take(torch.full_like(idx, v), idx)).flatten(1) @ w
+            for v in range(k)
+        ]
+    )  # what extraction stores: K×N×D
+    run = build_run(STUDENT, images, cached.numpy(), cfg, torch.device("cpu"), tmp_path / "c")
+    batch_idx, x = next(run.loader.batches(0))
+    views, targets = make_views(run, batch_idx, x, run.loader.generator(0))
+    assert views.shape[0] == targets.shape[0] == 2 * len(batch_idx)
+    torch.testing.assert_close(views.flatten(1) @ w, targets, rtol=1e-5, atol=1e-4)
+    # the two views of an image replay two different cached views
+    first, second = views.chunk(2)
+    assert all(not torch.equal(a, b) for a, b in zip(first, second, strict=True))
+
+
+def test_same_view_needs_a_k_by_n_teacher_array(
+    data: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    cfg = dataclasses.replace(CFG, teacher_view="same")
+    with pytest.raises(ArtifactError, match=r"\(K, 64, D\).*teacher_view: same"):
+        train(data, outputs(tmp_path), cfg)
+
+
+def test_cached_views_depend_on_the_seed_only() -> None:
+    from kdspectra.data import cached_view_params
+
+    kw = {"crop_padding": 4, "jitter": 0.4, "grayscale_p": 0.2}
+    a, b = cached_view_params(50, 3, 7, **kw), cached_view_params(50, 3, 7, **kw)
+    assert torch.equal(a.dy, b.dy) and torch.equal(a.colour, b.colour)
+    assert a.dy.shape == (3, 50) and a.colour.shape == (3, 50, 3)
+    assert not torch.equal(a.dx, cached_view_params(50, 3, 8, **kw).dx)
+
+
+# --------------------------------------------------------------------------- measurement
+
+
+def test_embeddings_are_fp32_even_under_an_outer_autocast(straight: dict[str, Any]) -> None:
+    """Measurement ignores any autocast around it: bf16 rounding would fill the null space."""
+    images = np.random.default_rng(3).integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
+    model = load_student(
+        straight["paths"]["weights_out"], STUDENT, D, width_mult=0.25, device="cpu"
+    )
+    reference = embed_images(model, images, device="cpu")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = embed_images(model, images, device="cpu")
+    assert inside.dtype == np.float32
+    np.testing.assert_array_equal(inside, reference)
+
+
+def test_meta_records_the_rank_ceiling_inputs(straight: dict[str, Any]) -> None:
+    meta = straight["meta"]
+    model = build_student(STUDENT, D, width_mult=0.25)
+    assert meta["feature_width"] == model.head.in_features
+    assert meta["teacher_view"] == "clean" and meta["teacher_views_k"] == 0
+    assert set(meta["inputs"]) == {"images_digest", "teacher_digest", "teacher_weights"}

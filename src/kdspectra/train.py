@@ -5,16 +5,22 @@ uint8 split lives on the device (:class:`kdspectra.data.DeviceLoader`), each bat
 augmented there in one go (:func:`kdspectra.data.augment`), and one step is forward →
 loss → backward → AdamW → LR schedule.
 
-Objectives (``TrainConfig.objective``):
+Objectives (``TrainConfig.objective``) form a controlled comparison: both draw the same
+two views per image from one augmentation pipeline (crop, flip, and colour jitter +
+grayscale when ``training.augment`` asks for them), push them through the network as one
+2B batch (so BatchNorm sees the same statistics), and average L_cos over both views. The
+only difference is the λ·InfoNCE term:
 
-* ``cosine`` — one view (random crop + flip) per image; loss = 1 − cos(student(view),
-  teacher(image)), where the teacher row is the *clean* image's embedding (the teacher
-  embeddings are computed once, without augmentation).
-* ``cosine_infonce`` — two views per image with crop, flip, colour jitter and random
-  grayscale (SimCLR-style; without colour the views are too easy to tell apart for the
-  contrastive term to matter). L_cos is averaged over both views; the total is
-  L_cos + λ·InfoNCE(view1, view2). Both views go through the network as one 2B batch, so
-  BatchNorm statistics are shared by the two views.
+* ``cosine`` — L_cos, with L_cos = 1 − cos(student(view), teacher target).
+* ``cosine_infonce`` — L_cos + λ·InfoNCE(view 1, view 2). With λ = 0 it trains
+  bit-identically to ``cosine`` on CPU (a test holds it to ``torch.equal``).
+
+The teacher target (``TrainConfig.teacher_view``) is the clean image's embedding
+(``clean``, the paper's setting) or the teacher's embedding of the very view the student
+sees (``same``, "consistent teaching", Beyer et al. 2022): the teacher embedded K seeded
+views per image at extraction time (:func:`kdspectra.data.cached_view_params`) and each
+student view replays one of them exactly, so a fixed per-image target no longer forces the
+student to be invariant to the augmentation.
 
 Numerics: on CUDA, bf16 autocast + channels_last + fused AdamW (+ optional
 ``torch.compile``); losses are always computed in fp32 (see :mod:`kdspectra.losses`). On
@@ -35,6 +41,9 @@ Resume and preemption:
   epoch and the augmentation generator's state, then raises :class:`Preempted` — a
   ``SystemExit`` with code 128 + signal number, so a script exits non-zero without a
   traceback and a resumed run continues from exactly that step.
+* A checkpoint records fingerprints of its inputs (the training images, the teacher
+  targets, the teacher's weights source) beside the settings; a checkpoint written for
+  other inputs is refused with an error that names what changed, never resumed.
 * The checkpoint is deleted once weights, metrics and meta are written: it is bulky
   (model + two Adam moments) and, being no rule output, would otherwise accumulate for
   every (experiment, student, objective, seed). A rerun of a finished job therefore
@@ -45,6 +54,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import itertools
 import logging
 import math
@@ -64,11 +74,19 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from kdspectra.data import DeviceLoader, augment
+from kdspectra.data import (
+    DeviceLoader,
+    ViewParams,
+    apply_view,
+    cached_view_params,
+    draw_view_params,
+)
+from kdspectra.device import device_record, set_deterministic
 from kdspectra.errors import ArtifactError, ConfigError, DataError, KdspectraError
 from kdspectra.io import atomic_path, save_csv, save_json
 from kdspectra.losses import OBJECTIVES, cosine_distillation, info_nce
-from kdspectra.students import build_student, count_parameters
+from kdspectra.precision import fp32
+from kdspectra.students import build_student, count_parameters, feature_width
 
 log = logging.getLogger("kdspectra.train")
 
@@ -98,7 +116,10 @@ _CONFIG_KEYS = {
     "grayscale_p": "training.augment.grayscale_p",
     "objective": "objective",
     "seed": "seeds",
+    "teacher_view": "training.teacher_view",
+    "teacher_views_seed": "training.teacher_views_seed",
 }
+TEACHER_VIEWS = ("clean", "same")
 
 StepCallback = Callable[[int, int], None]
 
@@ -127,6 +148,9 @@ class TrainConfig:
     grayscale_p: float = 0.2
     width_mult: float = 1.0
     compile: bool = False
+    teacher_view: str = "clean"
+    teacher_views_seed: int = 0
+    deterministic: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -149,8 +173,18 @@ class TrainConfig:
             self._fail("crop_padding", "an integer >= 0")
         if not _is_int(self.seed) or self.seed < 0:
             self._fail("seed", "an integer >= 0")
-        if not isinstance(self.compile, bool):
-            self._fail("compile", "true or false")
+        for name in ("compile", "deterministic"):
+            if not isinstance(getattr(self, name), bool):
+                self._fail(name, "true or false")
+        if self.teacher_view not in TEACHER_VIEWS:
+            self._fail("teacher_view", f"one of {list(TEACHER_VIEWS)}")
+        if not _is_int(self.teacher_views_seed) or self.teacher_views_seed < 0:
+            self._fail("teacher_views_seed", "an integer >= 0")
+
+    @property
+    def colour(self) -> bool:
+        """Whether the view pipeline has a colour step (any jitter or grayscale)."""
+        return self.jitter > 0 or self.grayscale_p > 0
 
     def _fail(self, name: str, expected: str) -> None:
         key = _CONFIG_KEYS.get(name, f"training.{name}")
@@ -192,6 +226,10 @@ class NonFiniteLossError(KdspectraError, FloatingPointError):
     """The loss became NaN/inf; the message names epoch, step and every loss part."""
 
 
+class NonFiniteParametersError(KdspectraError, FloatingPointError):
+    """A parameter became NaN/inf; raised before it could reach a checkpoint or weights."""
+
+
 # --------------------------------------------------------------------------- state
 
 
@@ -207,8 +245,10 @@ class TrainRun:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     loader: DeviceLoader
-    teacher: torch.Tensor
+    teacher: torch.Tensor  # N×D (clean targets) or K×N×D (targets of the cached views)
     checkpoint: Path
+    views: ViewParams | None = None  # K×N cached-view table when teacher_view is "same"
+    fingerprints: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def cuda(self) -> bool:
@@ -220,10 +260,15 @@ class TrainRun:
         return {
             "student": self.student,
             "objective": self.cfg.objective,
-            "embed_dim": int(self.teacher.shape[1]),
+            "embed_dim": self.embed_dim,
             "seed": self.cfg.seed,
             "num_images": self.loader.num_images,
+            **self.fingerprints,
         }
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.teacher.shape[-1])
 
 
 @dataclass
@@ -272,8 +317,9 @@ def _catch_preemption() -> Iterator[_PreemptionFlag]:
 # --------------------------------------------------------------------------- setup
 
 
-def _check_inputs(images: np.ndarray, teacher_emb: np.ndarray) -> None:
-    """Images must be the prepared uint8 NHWC split; teacher rows must match them."""
+def _check_inputs(images: np.ndarray, teacher_emb: np.ndarray, teacher_view: str) -> None:
+    """Images must be the prepared uint8 NHWC split; teacher rows must match them
+    (N×D clean targets, or K×N×D cached-view targets for ``teacher_view: same``)."""
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4:
         raise DataError(
             f"training images: expected a uint8 N×H×W×3 array, found "
@@ -281,10 +327,12 @@ def _check_inputs(images: np.ndarray, teacher_emb: np.ndarray) -> None:
         )
     if images.shape[-1] != 3:
         raise DataError(f"training images: expected N×H×W×3 (RGB last), found {images.shape}")
-    if teacher_emb.ndim != 2 or teacher_emb.shape[0] != images.shape[0]:
+    ndim, expected = (3, f"(K, {images.shape[0]}, D)") if teacher_view == "same" else (2, None)
+    expected = expected or f"({images.shape[0]}, D)"
+    if teacher_emb.ndim != ndim or teacher_emb.shape[-2] != images.shape[0]:
         raise ArtifactError(
-            f"teacher embeddings: expected shape ({images.shape[0]}, D) — one row per training "
-            f"image, same order — found {teacher_emb.shape}"
+            f"teacher embeddings: expected shape {expected} — one row per training image, "
+            f"same order (training.teacher_view: {teacher_view}) — found {teacher_emb.shape}"
         )
     if not np.isfinite(teacher_emb).all():
         raise ArtifactError("teacher embeddings: hold NaN/inf values; re-extract the teacher")
@@ -320,16 +368,21 @@ def build_run(
     cfg: TrainConfig,
     device: torch.device,
     checkpoint: Path,
+    *,
+    teacher_weights: str = "unknown",
 ) -> TrainRun:
     """Seeded model, device-resident data, optimizer and per-step schedule.
 
     Public for ``benchmarks/``, which time the same steps the training loop runs.
+    ``teacher_weights`` (the teacher's weights source) joins the input fingerprints.
     """
     cuda = device.type == "cuda"
+    set_deterministic(cfg.deterministic)
     torch.manual_seed(cfg.seed)
-    model = build_student(student, int(teacher_emb.shape[1]), width_mult=cfg.width_mult).to(device)
+    model = build_student(student, int(teacher_emb.shape[-1]), width_mult=cfg.width_mult)
+    model = model.to(device)
     if cuda:
-        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.benchmark = not cfg.deterministic
         model = model.to(memory_format=torch.channels_last)
     loader = DeviceLoader(images, batch_size=cfg.batch_size, device=device, seed=cfg.seed)
     optimizer = torch.optim.AdamW(
@@ -340,9 +393,37 @@ def build_run(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, warmup))
     forward = torch.compile(model) if cfg.compile else model
     teacher = torch.from_numpy(np.ascontiguousarray(teacher_emb, dtype=np.float32)).to(device)
+    views = None
+    if cfg.teacher_view == "same":
+        views = cached_view_params(
+            len(images),
+            int(teacher_emb.shape[0]),
+            cfg.teacher_views_seed,
+            crop_padding=cfg.crop_padding,
+            jitter=cfg.jitter,
+            grayscale_p=cfg.grayscale_p,
+        ).to(device)
+    fingerprints = {
+        "images_digest": array_digest(images),
+        "teacher_digest": array_digest(teacher_emb),
+        "teacher_weights": teacher_weights,
+    }
     return TrainRun(
-        student, cfg, device, model, forward, optimizer, scheduler, loader, teacher, checkpoint
-    )
+        student, cfg, device, model, forward, optimizer, scheduler, loader, teacher, checkpoint,
+        views, fingerprints,
+    )  # fmt: skip
+
+
+def array_digest(arr: np.ndarray) -> str:
+    """BLAKE2b of an array's dtype, shape and bytes: the identity of a training input.
+
+    A checkpoint's settings say nothing about the data: a teacher re-extracted under the
+    same name (other init seed, real weights after a preemption) must not be resumed into.
+    """
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{arr.dtype.str}{arr.shape}".encode())
+    h.update(memoryview(np.ascontiguousarray(arr)).cast("B"))
+    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- checkpoint
@@ -350,6 +431,7 @@ def build_run(
 
 def _save_checkpoint(run: TrainRun, progress: _Progress) -> None:
     """Write the full training state atomically (only tensors, dicts, lists, numbers)."""
+    _check_parameters(run, f"checkpoint {run.checkpoint}")
     state = {
         "format": CHECKPOINT_FORMAT,
         "identity": run.identity,
@@ -413,11 +495,16 @@ def _validate_checkpoint(path: Path, state: Any, run: TrainRun) -> None:
         )
     ours = {**run.identity, **dataclasses.asdict(run.cfg)}
     theirs = {**state.get("identity", {}), **state.get("config", {})}
-    diff = [
-        f"{k}: checkpoint has {theirs.get(k)!r}, this run {v!r}"
-        for k, v in ours.items()
-        if k not in _RESUME_NEUTRAL and theirs.get(k) != v
-    ]
+    changed = [k for k, v in ours.items() if k not in _RESUME_NEUTRAL and theirs.get(k) != v]
+    inputs = [k for k in changed if k in run.fingerprints]
+    if inputs:
+        raise ArtifactError(
+            f"{path}: checkpoint was written for other inputs ({', '.join(inputs)} changed: "
+            f"the teacher was re-extracted, its weights changed, or the prepared images "
+            f"differ); resuming would finish a student trained partly on the old targets. "
+            f"Delete the checkpoint to train from scratch: rm {path}"
+        )
+    diff = [f"{k}: checkpoint has {theirs.get(k)!r}, this run {ours[k]!r}" for k in changed]
     if diff:
         raise ArtifactError(
             f"{path}: checkpoint belongs to another run ({'; '.join(diff)}); delete it to "
@@ -433,39 +520,61 @@ def _autocast(run: TrainRun) -> contextlib.AbstractContextManager[Any]:
     return torch.autocast(device_type=run.device.type, dtype=torch.bfloat16, enabled=run.cuda)
 
 
-def make_views(run: TrainRun, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """One crop+flip view (cosine) or two colour-distorted views stacked as 2B (InfoNCE)."""
+def make_views(
+    run: TrainRun, idx: torch.Tensor, x: torch.Tensor, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two views of every image stacked as 2B rows, and the teacher target of each row.
+
+    Identical for both objectives: one pipeline, two draws. With ``teacher_view: clean``
+    both views of image i target the clean embedding; with ``same`` each view replays a
+    cached view k (two distinct k per image when K > 1) and targets the teacher's
+    embedding of exactly that view.
+    """
     cfg = run.cfg
-    if cfg.objective == "cosine":
-        return augment(x, gen, crop_padding=cfg.crop_padding, flip=True)
-    views = [
-        augment(
-            x,
-            gen,
-            crop_padding=cfg.crop_padding,
-            flip=True,
-            colour=True,
-            jitter=cfg.jitter,
-            grayscale_p=cfg.grayscale_p,
-        )
-        for _ in range(2)
-    ]
-    return torch.cat(views)
+    if run.views is None:
+        params = [_draw(cfg, len(idx), gen) for _ in range(2)]
+        targets = run.teacher[idx].repeat(2, 1)
+    else:
+        ks = _cached_view_indices(int(run.teacher.shape[0]), len(idx), gen)
+        params = [run.views.take(k, idx) for k in ks]
+        targets = torch.cat([run.teacher[k, idx] for k in ks])
+    views = [apply_view(x, p, crop_padding=cfg.crop_padding) for p in params]
+    return torch.cat(views), targets
+
+
+def _draw(cfg: TrainConfig, n: int, gen: torch.Generator) -> ViewParams:
+    return draw_view_params(
+        n,
+        gen,
+        crop_padding=cfg.crop_padding,
+        colour=cfg.colour,
+        jitter=cfg.jitter,
+        grayscale_p=cfg.grayscale_p,
+    )
+
+
+def _cached_view_indices(k: int, n: int, gen: torch.Generator) -> list[torch.Tensor]:
+    """Which cached view each of the two student views replays: distinct when K > 1."""
+    first = torch.randint(0, k, (n,), generator=gen, device=gen.device)
+    if k == 1:
+        return [first, first]
+    second = (first + torch.randint(1, k, (n,), generator=gen, device=gen.device)) % k
+    return [first, second]
 
 
 def compute_loss(
     cfg: TrainConfig, s: torch.Tensor, t: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(total, L_cos, InfoNCE) for student outputs ``s`` (B or 2B rows) and teacher ``t``.
+    """(total, L_cos, InfoNCE) for student rows ``s`` = [view 1; view 2] and targets ``t``.
 
-    For ``cosine_infonce`` the rows of ``s`` are [view 1; view 2] and L_cos is the mean of
-    both views' cosine losses. The InfoNCE part is 0 for the plain cosine objective.
+    L_cos is the mean of both views' cosine losses for either objective; ``cosine_infonce``
+    adds λ·InfoNCE and nothing else (the InfoNCE part is reported as 0 for ``cosine``).
     """
-    if cfg.objective == "cosine":
-        loss_cos = cosine_distillation(s, t)
-        return loss_cos, loss_cos, torch.zeros_like(loss_cos)
     s1, s2 = s.chunk(2)
-    loss_cos = 0.5 * (cosine_distillation(s1, t) + cosine_distillation(s2, t))
+    t1, t2 = t.chunk(2)
+    loss_cos = 0.5 * (cosine_distillation(s1, t1) + cosine_distillation(s2, t2))
+    if cfg.objective == "cosine":
+        return loss_cos, loss_cos, torch.zeros_like(loss_cos)
     loss_nce = info_nce(s1, s2, cfg.temperature)
     return loss_cos + cfg.infonce_weight * loss_nce, loss_cos, loss_nce
 
@@ -492,7 +601,7 @@ def train_step(
     run: TrainRun, idx: torch.Tensor, x: torch.Tensor, gen: torch.Generator
 ) -> torch.Tensor:
     """One full step on a loader batch: augment on the device, then :func:`optimize_step`."""
-    return optimize_step(run, make_views(run, x, gen), run.teacher[idx])
+    return optimize_step(run, *make_views(run, idx, x, gen))
 
 
 # --------------------------------------------------------------------------- one epoch
@@ -509,6 +618,16 @@ def _check_finite(losses: torch.Tensor, start: int, stop: int, epoch: int, steps
             f"non-finite loss at epoch {epoch + 1}, step {start + i + 1}/{steps}: "
             f"loss={loss}, loss_cos={loss_cos}, loss_infonce={loss_nce}; lower training.lr "
             f"or check the teacher embeddings"
+        )
+
+
+def _check_parameters(run: TrainRun, where: str) -> None:
+    """Refuse to write NaN/inf parameters: a poisoned checkpoint would be resumed into."""
+    bad = [n for n, p in run.model.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise NonFiniteParametersError(
+            f"{where}: not written, {len(bad)} parameter tensors hold NaN/inf "
+            f"(first: {', '.join(bad[:3])}); lower training.lr or check the teacher embeddings"
         )
 
 
@@ -623,10 +742,11 @@ def _metrics_row(
 
 def _save_weights(run: TrainRun, path: Path) -> None:
     """Final weights as safetensors (no pickle), with the build arguments as metadata."""
+    _check_parameters(run, f"weights {path}")
     tensors = {k: v.detach().cpu().contiguous() for k, v in run.model.state_dict().items()}
     meta = {
         "student": run.student,
-        "embed_dim": str(run.teacher.shape[1]),
+        "embed_dim": str(run.embed_dim),
         "width_mult": repr(run.cfg.width_mult),
     }
     with atomic_path(path) as tmp:
@@ -644,7 +764,11 @@ def _meta(run: TrainRun, progress: _Progress, weights_out: Path) -> dict[str, An
         "objective": run.cfg.objective,
         "seed": run.cfg.seed,
         "params": count_parameters(run.model),
-        "embed_dim": int(run.teacher.shape[1]),
+        "feature_width": feature_width(run.model),
+        "embed_dim": run.embed_dim,
+        "teacher_view": run.cfg.teacher_view,
+        "teacher_views_k": int(run.teacher.shape[0]) if run.views is not None else 0,
+        "inputs": run.fingerprints,
         "width_mult": run.cfg.width_mult,
         "epochs": run.cfg.epochs,
         "steps": len(rows) * len(run.loader),
@@ -655,7 +779,8 @@ def _meta(run: TrainRun, progress: _Progress, weights_out: Path) -> dict[str, An
         "final_loss_cos": last["loss_cos"],
         "final_loss_infonce": last["loss_infonce"],
         "final_cos_to_teacher": last["cos_to_teacher"],
-        "device": str(run.device),
+        **device_record(run.device),
+        "deterministic": run.cfg.deterministic,
         "torch": torch.__version__,
         "resumed_from": progress.resumed_from,
         "config": dataclasses.asdict(run.cfg),
@@ -679,8 +804,10 @@ def train_student(
     checkpoint: Path,
     callback: StepCallback | None = None,
     progress_bar: bool | None = None,
+    teacher_weights: str = "unknown",
 ) -> dict[str, Any]:
-    """Distil ``student`` onto ``teacher_emb`` (row i = embedding of ``images[i]``).
+    """Distil ``student`` onto ``teacher_emb`` (row i = embedding of ``images[i]``; a
+    K×N×D array of cached-view targets for ``teacher_view: same``).
 
     Writes safetensors weights, a per-epoch metrics CSV (:data:`METRIC_COLUMNS`) and a
     meta JSON, and returns the meta dict. Resumes from ``checkpoint`` when it exists
@@ -690,9 +817,11 @@ def train_student(
     :class:`NonFiniteLossError` when the loss stops being finite.
     """
     teacher_emb = np.asarray(teacher_emb)
-    _check_inputs(images, teacher_emb)
+    _check_inputs(images, teacher_emb, cfg.teacher_view)
     device, checkpoint = torch.device(device), Path(checkpoint)
-    run = build_run(student, images, teacher_emb, cfg, device, checkpoint)
+    run = build_run(
+        student, images, teacher_emb, cfg, device, checkpoint, teacher_weights=teacher_weights
+    )
     progress = _load_checkpoint(run) if checkpoint.exists() else _Progress()
     run.model.train()
     with _catch_preemption() as flag:
@@ -786,8 +915,9 @@ def embed_images(
 ) -> np.ndarray:
     """Embed images (uint8 NHWC or float32 NHWC in [0, 1]) → float32 N×D, same row order.
 
-    Eval mode and ``inference_mode``; bf16 autocast on CUDA (outputs cast back to fp32).
-    The model's previous train/eval mode is restored afterwards.
+    Eval mode, ``inference_mode`` and fp32 measurement (:func:`kdspectra.precision.fp32`:
+    autocast and TF32 off): bf16 rounding fills an embedding's null space and inflates its
+    effective rank. The model's previous train/eval mode is restored afterwards.
     """
     arr = np.asarray(images)
     if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype not in (np.uint8, np.float32):
@@ -801,12 +931,7 @@ def embed_images(
     model.eval()
     chunks = []
     try:
-        with (
-            torch.inference_mode(),
-            torch.autocast(
-                device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"
-            ),
-        ):
+        with torch.inference_mode(), fp32(device):
             for i in tqdm(range(0, len(arr), batch_size), desc="embed", unit="batch", disable=None):
                 chunks.append(model(_as_nchw(arr[i : i + batch_size], device)).float().cpu())
     finally:
