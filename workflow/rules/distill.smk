@@ -1,19 +1,25 @@
-# Distillation stage: one training job per (experiment, student, objective, seed), then
-# the trained student embeds train, test and the noisy test copies (one job, one model
-# load) in the teacher's row order.
+# Distillation stage: one job per (experiment, student, objective, seed) trains the
+# student and, with the model still in memory, embeds train, test and the noisy test
+# copies in the teacher's row order (fp32). One job instead of two saves a process and
+# torch start-up per model, the largest cost of a small run.
 
 
 rule train_student:
     input:
         unpack(train_student_input),
     output:
-        weights=f"{RUN}/students/{{experiment}}/{{student}}/{{objective}}/seed{{seed}}/model.safetensors",
-        metrics=f"{RUN}/students/{{experiment}}/{{student}}/{{objective}}/seed{{seed}}/metrics.csv",
-        meta=f"{RUN}/students/{{experiment}}/{{student}}/{{objective}}/seed{{seed}}/meta.json",
+        weights=f"{STUDENT}/model.safetensors",
+        metrics=f"{STUDENT}/metrics.csv",
+        meta=f"{STUDENT}/meta.json",
+        train=f"{STUDENT}/train.npy",
+        test=f"{STUDENT}/test.npy",
+        train_parquet=f"{STUDENT}/train.parquet",
+        test_parquet=f"{STUDENT}/test.parquet",
+        test_noisy=f"{STUDENT}/test_noisy.npy",
     log:
-        f"{RUN}/logs/train/{{experiment}}/{{student}}/{{objective}}/seed{{seed}}.log",
+        f"{RUN}/logs/train/{STUDENT_KEY}.log",
     benchmark:
-        f"{RUN}/benchmarks/train/{{experiment}}/{{student}}/{{objective}}/seed{{seed}}.tsv"
+        f"{RUN}/benchmarks/train/{STUDENT_KEY}.tsv"
     conda:
         ENV
     threads: TORCH_THREADS
@@ -27,35 +33,8 @@ rule train_student:
         data_dir=lambda wc: data_dir(experiment(wc.experiment)["dataset"]),
         # Not an output: Snakemake would delete it on failure, and resume needs it.
         checkpoint=lambda wc: f"{RUN}/checkpoints/{wc.experiment}/{wc.student}/{wc.objective}/seed{wc.seed}.pt",
+        sigmas=config["evaluation"]["noise_sigmas"],
+        noise_seed=config["evaluation"]["noise_seed"],
+        embed_batch_size=config["training"]["embed_batch_size"],
     script:
         "../scripts/train_student.py"
-
-
-rule embed_student:
-    input:
-        unpack(embed_student_input),
-    output:
-        train=f"{RUN}/students/{{experiment}}/{{student}}/{{objective}}/seed{{seed}}/train.npy",
-        test=f"{RUN}/students/{{experiment}}/{{student}}/{{objective}}/seed{{seed}}/test.npy",
-        train_parquet=f"{RUN}/students/{{experiment}}/{{student}}/{{objective}}/seed{{seed}}/train.parquet",
-        test_parquet=f"{RUN}/students/{{experiment}}/{{student}}/{{objective}}/seed{{seed}}/test.parquet",
-        test_noisy=f"{RUN}/students/{{experiment}}/{{student}}/{{objective}}/seed{{seed}}/test_noisy.npy",
-    log:
-        f"{RUN}/logs/embed_student/{{experiment}}/{{student}}/{{objective}}/seed{{seed}}.log",
-    benchmark:
-        f"{RUN}/benchmarks/embed_student/{{experiment}}/{{student}}/{{objective}}/seed{{seed}}.tsv"
-    conda:
-        ENV
-    threads: EMBED_THREADS
-    resources:
-        gpu=GPU,
-        mem_mb=8000,
-        runtime=30,
-    params:
-        device=training_device(),
-        data_dir=lambda wc: data_dir(experiment(wc.experiment)["dataset"]),
-        sigmas=config["evaluation"]["noise_sigmas"],
-        seed=config["evaluation"]["noise_seed"],
-        batch_size=config["training"]["embed_batch_size"],
-    script:
-        "../scripts/embed_student.py"

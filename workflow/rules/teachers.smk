@@ -56,3 +56,34 @@ rule extract_teacher_noisy:
         seed=config["evaluation"]["noise_seed"],
     script:
         "../scripts/extract_teacher_noisy.py"
+
+
+# Only for `training.teacher_view: same`: the teacher embeds K seeded views of every train
+# image (K x the train extraction) that training replays exactly.
+rule extract_teacher_views:
+    input:
+        data=train_data_input,
+    output:
+        views=f"{RUN}/embeddings/{{dataset}}/{{teacher}}/train_views.npy",
+        meta=f"{RUN}/embeddings/{{dataset}}/{{teacher}}/train_views.json",
+    log:
+        f"{RUN}/logs/extract_teacher_views/{{dataset}}/{{teacher}}.log",
+    benchmark:
+        f"{RUN}/benchmarks/extract_teacher_views/{{dataset}}/{{teacher}}.tsv"
+    conda:
+        ENV
+    threads: TORCH_THREADS
+    resources:
+        gpu=GPU,
+        mem_mb=teacher_mem(passes=config["training"]["teacher_views_k"]),
+        runtime=teacher_runtime(passes=config["training"]["teacher_views_k"]),
+    params:
+        spec=lambda wc: teacher_spec(wc.teacher),
+        device=training_device(),
+        data_dir=lambda wc: data_dir(wc.dataset),
+        views={
+            k: config["training"][k]
+            for k in ("augment", "teacher_views_k", "teacher_views_seed")
+        },
+    script:
+        "../scripts/extract_teacher_views.py"
