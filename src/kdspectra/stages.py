@@ -136,13 +136,88 @@ def extract_teacher_noisy(
     save_npy(out, _embed_noisy(lambda x: teacher.embed(x, batch_size=bs), images, sigmas, seed))
 
 
+def extract_teacher_views(
+    spec: Mapping[str, Any],
+    device_name: str,
+    data_dir: PathLike,
+    training: Mapping[str, Any],
+    out: Mapping[str, PathLike],
+) -> None:
+    """Teacher embeddings of K seeded views of every train image (``extract_teacher_views``).
+
+    ``out["views"]`` gets a K×N×D float32 array, view k of image i made by
+    :func:`kdspectra.data.cached_view_params` from ``training.teacher_views_seed`` and
+    ``training.augment``; training replays exactly these views (``teacher_view: same``).
+    ``out["meta"]`` records how. Costs K extractions of the train split.
+    """
+    import torch
+
+    from kdspectra.data import apply_view, cached_view_params
+    from kdspectra.device import resolve_device
+    from kdspectra.teachers import build_teacher
+
+    device = resolve_device(device_name)
+    teacher = build_teacher(spec, device=device)
+    images, _ = load_split(data_dir, "train")
+    aug, k = training["augment"], int(training["teacher_views_k"])
+    table = cached_view_params(
+        len(images), k, int(training["teacher_views_seed"]),
+        crop_padding=int(aug["crop_padding"]), jitter=float(aug["jitter"]),
+        grayscale_p=float(aug["grayscale_p"]),
+    )  # fmt: skip
+    pixels = torch.from_numpy(images).permute(0, 3, 1, 2)
+    bs, chunk = int(spec.get("batch_size", 256)), 4096
+    out_arr = np.empty((k, len(images), teacher.dim), dtype=np.float32)
+    t0 = time.perf_counter()
+    for view in range(k):
+        for lo in range(0, len(images), chunk):
+            idx = torch.arange(lo, min(lo + chunk, len(images)))
+            x = apply_view(
+                pixels[idx].to(device),
+                table.take(torch.full_like(idx, view), idx).to(device),
+                crop_padding=int(aug["crop_padding"]),
+            )
+            nhwc = x.permute(0, 2, 3, 1).cpu().numpy()
+            out_arr[view, lo : lo + len(idx)] = teacher.embed(nhwc, batch_size=bs)
+        log.info("view %d/%d done after %.1fs", view + 1, k, time.perf_counter() - t0)
+    save_npy(out["views"], out_arr)
+    meta = {
+        **teacher.describe(),
+        "device": str(device),
+        "teacher_views_k": k,
+        "teacher_views_seed": int(training["teacher_views_seed"]),
+        "augment": dict(aug),
+        "seconds": time.perf_counter() - t0,
+    }
+    save_json(out["meta"], meta)
+
+
 # --------------------------------------------------------------------------- students
 
 
-def train_config(training: Mapping[str, Any], objective: str, seed: int) -> Any:
-    """Map the config's ``training`` section to a :class:`kdspectra.train.TrainConfig`."""
+def student_training(training: Mapping[str, Any], student: str) -> dict[str, Any]:
+    """The ``training`` section with ``training.per_student.<student>`` merged over it.
+
+    Per-student overrides let the transformer students of the ablation train with the
+    settings a ViT needs (longer warmup, lower LR) instead of the CNNs'.
+    """
+    override = dict(training.get("per_student", {}).get(student) or {})
+    merged = {k: v for k, v in training.items() if k != "per_student"}
+    for key in ("augment", "infonce"):
+        if key in override:
+            override[key] = {**merged[key], **override[key]}
+    return {**merged, **override}
+
+
+def train_config(
+    training: Mapping[str, Any], objective: str, seed: int, student: str | None = None
+) -> Any:
+    """Map the config's ``training`` section (with ``student``'s overrides) to a
+    :class:`kdspectra.train.TrainConfig`."""
     from kdspectra.train import TrainConfig
 
+    if student is not None:
+        training = student_training(training, student)
     aug, nce = training["augment"], training["infonce"]
     return TrainConfig(
         objective=objective,
@@ -158,6 +233,9 @@ def train_config(training: Mapping[str, Any], objective: str, seed: int) -> Any:
         grayscale_p=float(aug["grayscale_p"]),
         width_mult=float(training["width_mult"]),
         compile=bool(training["compile"]),
+        teacher_view=str(training["teacher_view"]),
+        teacher_views_seed=int(training["teacher_views_seed"]),
+        deterministic=bool(training["deterministic"]),
         seed=int(seed),
     )
 
@@ -172,24 +250,44 @@ def train(
     teacher_train: PathLike,
     out: Mapping[str, PathLike],
     checkpoint: PathLike,
+    *,
+    teacher_meta: PathLike | None = None,
+    embed: Mapping[str, Any] | None = None,
 ) -> None:
-    """Distil one student (rule ``train_student``); resumes from ``checkpoint``."""
+    """Distil one student (rule ``train_student``); resumes from ``checkpoint``.
+
+    With ``embed`` (:func:`embed_student`'s keyword arguments) the same job then embeds
+    train, test and the noisy test copies with the saved weights into ``out``: one
+    process and one torch start-up per model instead of two.
+
+    ``teacher_train`` is the clean N×D train embeddings, or the K×N×D cached-view
+    embeddings when ``training.teacher_view`` is ``same``; ``teacher_meta`` (the teacher's
+    meta.json) supplies the weights source for the checkpoint's input fingerprints.
+    """
     from kdspectra.device import resolve_device
     from kdspectra.train import train_student
 
+    cfg = train_config(training, objective, seed, student)
     images, labels = load_split(data_dir, "train")
-    teacher_emb = load_embeddings(teacher_train, rows=len(labels))
+    if cfg.teacher_view == "same":
+        teacher_emb = load_npy(teacher_train, dtype=np.float32, ndim=3, finite=True)
+    else:
+        teacher_emb = load_embeddings(teacher_train, rows=len(labels))
+    source = load_json(teacher_meta)["weights_source"] if teacher_meta else "unknown"
     train_student(
         student,
         images,
         teacher_emb,
-        train_config(training, objective, seed),
+        cfg,
         device=resolve_device(device_name),
         weights_out=Path(out["weights"]),
         metrics_out=Path(out["metrics"]),
         meta_out=Path(out["meta"]),
         checkpoint=Path(checkpoint),
+        teacher_weights=str(source),
     )
+    if embed is not None:
+        embed_student(out["weights"], out["meta"], device_name, data_dir, out, **embed)
 
 
 def _load_trained(weights: PathLike, meta_path: PathLike, device: Any) -> Any:

@@ -25,6 +25,7 @@ from kdspectra.config import (
     teacher_weights_source,
     validate_config,
 )
+from kdspectra import resources as req
 from kdspectra.device import FALLBACK_ENV
 from kdspectra.errors import ConfigError
 from kdspectra.provenance import config_hash, git_commit
@@ -96,6 +97,11 @@ def teacher_dir(dataset, teacher):
     return f"{RUN}/embeddings/{dataset}/{teacher}"
 
 
+# One student run: <experiment>/<student>/<objective>/seed<k>, as wildcards for the rules.
+STUDENT_KEY = "{experiment}/{student}/{objective}/seed{seed}"
+STUDENT = f"{RUN}/students/{STUDENT_KEY}"
+
+
 def student_dir(experiment, student, objective, seed):
     return f"{RUN}/students/{experiment}/{student}/{objective}/seed{seed}"
 
@@ -134,27 +140,26 @@ def dataset_input(wildcards):
     return split_files(wildcards.dataset)
 
 
+def train_data_input(wildcards):
+    return split_files(wildcards.dataset, ("train",))
+
+
 def test_data_input(wildcards):
     return split_files(wildcards.dataset, ("test",))
+
+
+def teacher_targets(dataset, teacher):
+    """The training targets: clean train embeddings, or the K cached views' embeddings."""
+    name = "train_views" if config["training"]["teacher_view"] == "same" else "train"
+    return f"{teacher_dir(dataset, teacher)}/{name}.npy"
 
 
 def train_student_input(wildcards):
     e = experiment(wildcards.experiment)
     return {
         "data": split_files(e["dataset"], ("train",)),
-        "teacher": f"{teacher_dir(e['dataset'], e['teacher'])}/train.npy",
-    }
-
-
-def embed_student_input(wildcards):
-    e = experiment(wildcards.experiment)
-    d = student_dir(
-        wildcards.experiment, wildcards.student, wildcards.objective, wildcards.seed
-    )
-    return {
-        "weights": f"{d}/model.safetensors",
-        "meta": f"{d}/meta.json",
-        "data": split_files(e["dataset"]),
+        "teacher": teacher_targets(e["dataset"], e["teacher"]),
+        "teacher_meta": f"{teacher_dir(e['dataset'], e['teacher'])}/meta.json",
     }
 
 
@@ -254,6 +259,89 @@ def table_options(kind):
             **built_over,
         }
     return {}
+
+
+# ---------------------------------------------------------------- resources
+# Requests derived from the work (kdspectra.resources: formulas, constants and the
+# measured peaks they cover); each grows with `attempt` when --retries resubmits a job.
+
+
+def _teacher_work(wildcards):
+    spec = teacher_spec(wildcards.teacher)
+    size = int(spec.get("image_size", 224))
+    return {"model": spec["model"], "image_size": size, "gpu": bool(GPU)}
+
+
+def teacher_mem(passes=1):
+    """mem_mb of a teacher rule that embeds its input images ``passes`` times."""
+
+    def mem_mb(wildcards, input, attempt):
+        spec = teacher_spec(wildcards.teacher)
+        work = _teacher_work(wildcards)
+        bs = int(spec.get("batch_size", 256))
+        return req.teacher_mem_mb(
+            input.size_mb, batch_size=bs, passes=passes, attempt=attempt, **work
+        )
+
+    return mem_mb
+
+
+def teacher_runtime(passes=1):
+    """runtime (minutes) of a teacher rule that embeds its input ``passes`` times."""
+
+    def runtime(wildcards, input, threads, attempt):
+        work = _teacher_work(wildcards)
+        return req.teacher_runtime_min(
+            input.size_mb, passes=passes, threads=threads, attempt=attempt, **work
+        )
+
+    return runtime
+
+
+def _student_training(wildcards):
+    training = config["training"]
+    return {**training, **training.get("per_student", {}).get(wildcards.student, {})}
+
+
+def student_mem(wildcards, input, attempt):
+    t = _student_training(wildcards)
+    return req.student_mem_mb(
+        input.size_mb,
+        batch_size=int(t["batch_size"]),
+        width_mult=float(t["width_mult"]),
+        gpu=bool(GPU),
+        attempt=attempt,
+    )
+
+
+def student_runtime(wildcards, input, threads, attempt):
+    t = _student_training(wildcards)
+    return req.student_runtime_min(
+        input.size_mb,
+        epochs=int(t["epochs"]),
+        width_mult=float(t["width_mult"]),
+        threads=threads,
+        gpu=bool(GPU),
+        attempt=attempt,
+    )
+
+
+def array_mem(copies):
+    """mem_mb of a rule without torch that holds ``copies`` x its inputs."""
+
+    def mem_mb(wildcards, input, attempt):
+        return req.array_mem_mb(input.size_mb, copies=copies, attempt=attempt)
+
+    return mem_mb
+
+
+def array_runtime(minutes_per_gb):
+    def runtime(wildcards, input, attempt):
+        return req.array_runtime_min(
+            input.size_mb, minutes_per_gb=minutes_per_gb, attempt=attempt
+        )
+
+    return runtime
 
 
 # ---------------------------------------------------------------- targets
