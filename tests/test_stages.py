@@ -201,3 +201,87 @@ def test_report_writers_leave_a_provenance_sidecar_beside_every_csv(tmp_path: Pa
     frame = pd.read_csv(out["csv"])
     assert frame["note"].str.contains("random-init").all()
     assert "- x: y" in out["md"].read_text()
+
+
+def _paper_config() -> dict:
+    import yaml
+
+    schema = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
+    return validate_config(yaml.safe_load((REPO / "config.yaml").read_text()), schema)
+
+
+def test_per_student_overrides_reach_only_their_student() -> None:
+    training = _paper_config()["training"]
+    training["per_student"]["cnn_m"] = {"augment": {"jitter": 0.1}, "infonce": {"weight": 0.5}}
+    vit = stages.train_config(training, "cosine", 0, "tiny_vit")
+    cnn = stages.train_config(training, "cosine", 0, "cnn_s")
+    assert (vit.lr, vit.epochs, vit.warmup_epochs) == (1e-3, 60, 5)
+    assert (cnn.lr, cnn.epochs, cnn.warmup_epochs) == (training["lr"], training["epochs"], 1)
+    nested = stages.train_config(training, "cosine_infonce", 0, "cnn_m")
+    assert nested.jitter == 0.1 and nested.infonce_weight == 0.5
+    # keys the override does not name keep the section's values
+    assert nested.grayscale_p == training["augment"]["grayscale_p"]
+    assert nested.temperature == training["infonce"]["temperature"]
+
+
+def test_per_student_keys_are_validated() -> None:
+    import yaml
+
+    from kdspectra.errors import ConfigError
+
+    schema = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg["training"]["per_student"] = {"resnet50": {"lr": 1e-3}}
+    with pytest.raises(ConfigError, match="per_student"):
+        validate_config(cfg, schema)
+    cfg["training"]["per_student"] = {"hybrid": {"lr": -1}}
+    with pytest.raises(ConfigError, match="per_student"):
+        validate_config(cfg, schema)
+
+
+class _LinearTeacher:
+    """Stands in for a ViT: a fixed linear map of the pixels, so views can be checked."""
+
+    dim = 6
+
+    def __init__(self) -> None:
+        self.w = np.random.default_rng(5).standard_normal((32 * 32 * 3, self.dim))
+
+    def embed(self, images: np.ndarray, *, batch_size: int) -> np.ndarray:
+        assert images.dtype == np.float32 and images.shape[1:] == (32, 32, 3)
+        return (images.reshape(len(images), -1) @ self.w).astype(np.float32)
+
+    def describe(self) -> dict:
+        return {"weights_source": "linear"}
+
+
+def test_teacher_views_stage_embeds_the_views_training_replays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    import kdspectra.teachers
+    from kdspectra.data import apply_view, cached_view_params
+
+    teacher = _LinearTeacher()
+    monkeypatch.setattr(kdspectra.teachers, "build_teacher", lambda spec, device: teacher)
+    stages.prepare("sklearn-digits", None, tmp_path, {"format": "sklearn-digits"})
+    training = {
+        "augment": {"crop_padding": 4, "jitter": 0.4, "grayscale_p": 0.2},
+        "teacher_views_k": 3,
+        "teacher_views_seed": 11,
+    }
+    out = {"views": tmp_path / "views.npy", "meta": tmp_path / "views.json"}
+    stages.extract_teacher_views({"name": "lin"}, "cpu", tmp_path, training, out)
+    views = np.load(out["views"])
+    images, _ = stages.load_split(tmp_path, "train")
+    assert views.shape == (3, len(images), teacher.dim) and views.dtype == np.float32
+    table = cached_view_params(len(images), 3, 11, crop_padding=4, jitter=0.4, grayscale_p=0.2)
+    for k, i in [(0, 0), (2, 17), (1, len(images) - 1)]:
+        kk, ii = torch.tensor([k]), torch.tensor([i])
+        x = apply_view(torch.from_numpy(images[i : i + 1]).permute(0, 3, 1, 2), table.take(kk, ii))
+        expected = teacher.embed(x.permute(0, 2, 3, 1).numpy(), batch_size=1)[0]
+        np.testing.assert_allclose(views[k, i], expected, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(views[0], views[1])  # K distinct views, not K copies
+    meta = json.loads(out["meta"].read_text())
+    assert meta["teacher_views_k"] == 3 and meta["teacher_views_seed"] == 11

@@ -3,6 +3,7 @@ holds finite numbers of the expected shape."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -55,7 +56,6 @@ def test_dry_run_lists_whole_dag(tmp_path: Path) -> None:
         "extract_teacher",
         "extract_teacher_noisy",
         "train_student",
-        "embed_student",
         "spectrum",
         "noise",
         "collect",
@@ -125,6 +125,55 @@ def test_embeddings_keep_row_order_and_shape(tiny_run: Path) -> None:
     np.testing.assert_array_equal(sidecar["label"].to_numpy(), labels)
 
 
+def _mean_row_cosine(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Mean cosine of matching rows, and of all mismatched pairs (the expectation over
+    row shuffles, without a shuffle's noise)."""
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    matched = (a * b).sum(axis=1)
+    n = len(a)
+    mismatched = (a.sum(axis=0) @ b.sum(axis=0) - matched.sum()) / (n * (n - 1))
+    return float(matched.mean()), float(mismatched)
+
+
+def test_every_student_run_is_consistent(tiny_run: Path) -> None:
+    """Per student x objective: InfoNCE is off exactly for `cosine`, the spectrum stage's
+    ER is the ER of the saved embeddings, the student is aligned with its own teacher rows
+    (not just the mean direction), and the tables quote the trained model's size."""
+    from kdspectra.spectrum import effective_rank
+    from kdspectra.tables import ABLATION_NAMES, STUDENT_NAMES
+
+    exp = yaml.safe_load(TINY.read_text())["experiments"]["clip_digits"]
+    teacher = np.load(tiny_run / "embeddings" / "digits" / "clip_small" / "test.npy")
+    tables = {
+        ("table1", "cosine"): STUDENT_NAMES,
+        ("table2", "cosine_infonce"): STUDENT_NAMES,
+        ("ablation", "cosine"): ABLATION_NAMES,
+    }
+    quoted = 0
+    for student in exp["students"]:
+        for objective in exp["objectives"]:
+            unit = f"clip_digits/{student}/{objective}/seed0"
+            run = tiny_run / "students" / unit
+            metrics = pd.read_csv(run / "metrics.csv")
+            assert ((metrics["loss_infonce"] == 0).all()) == (objective == "cosine"), unit
+            stats = json.loads((tiny_run / "spectra" / f"{unit}.json").read_text())
+            test = np.load(run / "test.npy")
+            assert stats["effective_rank"] == pytest.approx(effective_rank(test), rel=1e-9), unit
+            matched, shuffled = _mean_row_cosine(test, teacher)
+            assert np.isfinite(stats["cos_to_teacher"]), unit
+            assert stats["cos_to_teacher"] == pytest.approx(matched, abs=1e-5), unit
+            assert matched > shuffled, (unit, matched, shuffled)
+            params = json.loads((run / "meta.json").read_text())["params"]
+            for (table, table_objective), names in tables.items():
+                frame = pd.read_csv(tiny_run / "tables" / f"{table}.csv")
+                row = frame[frame["model"] == names[student]]
+                if table_objective == objective and len(row):
+                    assert int(row["params"].iloc[0]) == params, (table, unit)
+                    quoted += 1
+    assert quoted == 3 + 3 + 3, "every student row of table1, table2 and ablation checked"
+
+
 def test_rerun_is_a_no_op(tiny_run: Path) -> None:
     out = run_snakemake(tiny_run.parents[1], "-n", "--cores", "1")
     assert "Nothing to be done" in out.stdout + out.stderr
@@ -135,3 +184,32 @@ def test_snakemake_report_renders(tiny_run: Path) -> None:
     run_snakemake(tiny_run.parents[1], "--report", str(report))
     html = report.read_text(errors="replace")
     assert report.stat().st_size > 100_000 and "fig1_spectrum.png" in html
+
+
+def test_claims_both_ers_and_provenance_sidecars(tiny_run: Path) -> None:
+    claims = pd.read_csv(tiny_run / "tables" / "claims.csv")
+    head = ["claim", "quantity", "paper", "ours", "ci_low", "ci_high", "n_seeds", "verdict"]
+    assert list(claims.columns[:8]) == head
+    assert set(claims["verdict"]) <= {"holds", "fails", "inconclusive", "not tested"}
+    assert "holds" not in set(claims["verdict"])  # one seed: at most inconclusive
+    assert claims["note"].str.contains("random-init").all()
+    assert "Decision rule" in (tiny_run / "tables" / "claims.md").read_text()
+    table1 = pd.read_csv(tiny_run / "tables" / "table1.csv")
+    _finite(table1, "effective_rank_l2")
+    assert (table1["rank_ceiling"] >= table1["effective_rank"]).all()
+    for name in ("table1", "table2", "ablation", "teachers", "fig2", "fig3", "claims"):
+        sidecar = yaml.safe_load((tiny_run / "tables" / f"{name}.provenance.json").read_text())
+        assert sidecar["random_init"] is True and sidecar["commit"], name
+    comparison = (tiny_run / "tables" / "paper_comparison.md").read_text()
+    assert comparison.index("Choices the paper leaves open") < comparison.index("## Table I")
+
+
+def test_single_objective_experiment_runs_without_what_it_cannot_fill(tmp_path: Path) -> None:
+    config = yaml.safe_load(TINY.read_text())
+    config["experiments"]["clip_digits"]["objectives"] = ["cosine"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    proc = run_snakemake(tmp_path, "-n", "--cores", "1")
+    out = proc.stdout + proc.stderr
+    assert "left out table2: experiment 'clip_digits' runs no cosine_infonce" in out
+    assert "tables/table1.csv" in out and "tables/claims.md" in out
+    assert "tables/table2.csv" not in out and "fig3_noise_robustness" not in out
