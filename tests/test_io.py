@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +15,14 @@ import pytest
 
 from kdspectra.embeddings import load_embeddings, save_embeddings
 from kdspectra.errors import ArtifactError
-from kdspectra.io import atomic_path, load_json, load_npy, save_json, save_npy
+from kdspectra.io import (
+    atomic_path,
+    load_json,
+    load_npy,
+    save_json,
+    save_npy,
+    sweep_stale_temps,
+)
 
 
 def test_atomic_path_leaves_nothing_on_failure(tmp_path: Path) -> None:
@@ -84,3 +95,93 @@ def test_embeddings_round_trip_and_nan_refusal(tmp_path: Path) -> None:
     np.save(tmp_path / "g.npy", emb)
     with pytest.raises(ArtifactError, match=r"g\.npy"):
         load_embeddings(tmp_path / "g.npy")
+
+
+# ---------------------------------------------------------------- durability and stale temps
+
+WRITER = """
+import sys, time
+from kdspectra.io import atomic_path
+with atomic_path(sys.argv[1]) as tmp:
+    tmp.write_bytes(b"half")
+    print(tmp, flush=True)
+    time.sleep(600)
+"""
+
+
+def start_writer(target: Path) -> tuple[subprocess.Popen[str], Path]:
+    """A process that stops inside ``atomic_path(target)``; returns it and its temporary."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(target)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    return proc, Path(proc.stdout.readline().strip())
+
+
+def age(path: Path, seconds: float) -> None:
+    past = time.time() - seconds
+    os.utime(path, (past, past))
+
+
+def test_file_is_fsynced_before_the_rename_and_the_directory_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src: str, dst: str) -> None:
+        events.append(("replace", str(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    target = tmp_path / "x.npy"
+    save_npy(target, np.arange(3))
+    assert [kind for kind, _ in events] == ["fsync", "replace", "fsync"]
+    assert Path(events[0][1]).name.startswith(".x.npy.")  # the temporary, with its bytes
+    assert events[1][1] == str(target)
+    assert events[2][1] == str(tmp_path)  # the directory entry of the rename
+
+
+def test_kill9_temporary_is_swept_by_the_next_write(tmp_path: Path) -> None:
+    proc, tmp = start_writer(tmp_path / "a.npy")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert tmp.exists()  # what kill -9 leaves: no cleanup ran
+    age(tmp, 120)
+    save_npy(tmp_path / "b.npy", np.zeros(2))  # any write in that folder sweeps it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.npy"]
+
+
+def test_a_live_writers_temporary_is_kept(tmp_path: Path) -> None:
+    proc, tmp = start_writer(tmp_path / "a.npy")
+    try:
+        age(tmp, 7200)  # old, but its process still runs on this host
+        save_npy(tmp_path / "a.npy", np.zeros(2))
+        assert tmp.exists()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_dead_writer_within_the_grace_period_is_kept(tmp_path: Path) -> None:
+    proc, tmp = start_writer(tmp_path / "a.npy")
+    proc.kill()
+    proc.wait()
+    assert sweep_stale_temps(tmp_path) == []  # just died: a container's pid may hide it
+    assert sweep_stale_temps(tmp_path, now=time.time() + 120) == [tmp]
+
+
+def test_other_hosts_temporaries_are_swept_only_when_abandoned(tmp_path: Path) -> None:
+    fresh = tmp_path / ".a.npy.kdtmp.elsewhere-9f3.4242.abc123_x.tmp"
+    old = tmp_path / ".b.npy.kdtmp.elsewhere-9f3.4243.def456_y.tmp"
+    foreign = [tmp_path / ".c.npy.abc.tmp", tmp_path / "c.npy.kdtmp.elsewhere-9f3.1.a.tmp"]
+    for path in (fresh, old, *foreign):
+        path.write_bytes(b"x")
+        age(path, 7200 if path != fresh else 10)
+    assert sweep_stale_temps(tmp_path) == [old]
+    assert sorted(tmp_path.iterdir()) == sorted([fresh, *foreign])

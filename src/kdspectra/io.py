@@ -2,16 +2,28 @@
 
 Snakemake treats any file that exists as done, so a half-written artifact after a crash,
 ``kill -9`` or SIGTERM would poison every later run. Every writer here writes to a
-temporary sibling and renames it into place only when the content is complete; every
-reader checks what downstream code relies on and names the file when it does not hold.
+temporary sibling and renames it into place only when the content is complete, with the
+bytes and the rename both flushed to disk (a power cut or node crash after the job
+reported success must not leave an empty file); every reader checks what downstream code
+relies on and names the file when it does not hold.
+
+Temporaries are named ``.<target>.kdtmp.<host>.<pid>.<random>.tmp``. ``kill -9`` gives a
+writer no chance to remove its temporary, so every write first sweeps the stale ones in
+its directory: ours (by that name), and either left by a dead process of this host, or,
+from another host (a cluster's shared filesystem), untouched for :data:`STALE_AFTER_S`.
+A live writer's temporary is not touched.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,27 +35,105 @@ from kdspectra.errors import ArtifactError
 PathLike = str | os.PathLike[str]
 
 
+# A temporary of another host (whose pids we cannot check) unchanged for this long is
+# abandoned: a live writer touches its file with every chunk.
+STALE_AFTER_S = 3600.0
+# One of this host whose pid is gone must also be this old: a container that shares the
+# host name but not the pid namespace may run a writer that our os.kill cannot see.
+DEAD_PID_GRACE_S = 60.0
+_TMP_TAG = ".kdtmp."
+_TMP_RE = re.compile(r"^\..+\.kdtmp\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>[0-9]+)\.[A-Za-z0-9_]+\.tmp$")
+
+
 @contextlib.contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
 
     The temporary file lives in the same directory so the final ``os.replace`` is atomic
-    on POSIX filesystems (including the NFS/Lustre of clusters). On any exception the
-    temporary file is removed and ``path`` is left untouched.
+    on POSIX filesystems (including the NFS/Lustre of clusters). The file is fsynced
+    before the rename and the directory after it, so a crash never leaves ``path`` empty
+    or missing once this returns. On any exception the temporary file is removed and
+    ``path`` is left untouched. Stale temporaries of killed writers are swept first
+    (:func:`sweep_stale_temps`).
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    sweep_stale_temps(final.parent)
+    prefix = f".{final.name}{_TMP_TAG}{_host()}.{os.getpid()}."
+    fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
         # mkstemp creates 0600; results on a shared cluster must follow the user's umask.
         os.chmod(tmp, 0o666 & ~_umask())
+        _fsync(tmp)
         os.replace(tmp, final)
+        _fsync(final.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def sweep_stale_temps(folder: PathLike, *, now: float | None = None) -> list[Path]:
+    """Remove the temporaries of :func:`atomic_path` in ``folder`` that no one will finish.
+
+    Only files named by :func:`atomic_path` are considered, and of those only the ones
+    whose writer is gone: a pid of this host that no longer runs (and no change for
+    :data:`DEAD_PID_GRACE_S`), or, for another host's file, no change for
+    :data:`STALE_AFTER_S` seconds. Returns the removed paths.
+    """
+    now = time.time() if now is None else now
+    removed = []
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(folder):
+            match = _TMP_RE.match(entry.name)
+            if match and entry.is_file(follow_symlinks=False) and _abandoned(entry, match, now):
+                with contextlib.suppress(FileNotFoundError):  # a concurrent sweep won
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+    return removed
+
+
+def _abandoned(entry: os.DirEntry[str], match: re.Match[str], now: float) -> bool:
+    try:
+        age = now - entry.stat(follow_symlinks=False).st_mtime
+    except FileNotFoundError:
+        return False
+    if match["host"] == _host():
+        return age > DEAD_PID_GRACE_S and not _pid_alive(int(match["pid"]))
+    return age > STALE_AFTER_S
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    return True
+
+
+def _host() -> str:
+    """This machine's short host name, reduced to the characters a temp name allows."""
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0]) or "host"
+
+
+def _fsync(path: Path) -> None:
+    """Flush ``path`` (a file or a directory) to disk.
+
+    Directory fsync is not supported everywhere (some network filesystems refuse it);
+    there the rename is as durable as that filesystem makes it, and nothing else can help.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if not (path.is_dir() and exc.errno in (errno.EINVAL, errno.ENOTSUP, errno.EBADF)):
+            raise
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:
