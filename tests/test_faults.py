@@ -81,6 +81,7 @@ SCENARIOS = {
     "4.2": "pickle payload in a teacher weights file -> refused before it runs, key named",
     "4.3": "archive members outside the expected set (traversal, absolute, link) -> never written",
     "4.4": "no shell: command built from config values without {...:q}",
+    "4.5": "static scan of src/ workflow/ benchmarks/: every artifact writer uses atomic_path",
 }
 
 
@@ -938,6 +939,151 @@ def test_scanner_catches_each_unsafe_pattern() -> None:
         np.save("x.npy", np.zeros(3), allow_pickle=False)
     """
     assert unsafe_calls(textwrap.dedent(good)) == []
+
+
+# Calls that create or replace a file at their path argument. Outside `atomic_path` a
+# crash leaves half a file that Snakemake takes for a finished output.
+WRITERS = {
+    "numpy.save",
+    "numpy.savez",
+    "numpy.savez_compressed",
+    "numpy.savetxt",
+    "torch.save",
+    "safetensors.torch.save_file",
+}
+WRITER_METHODS = {"to_csv", "to_parquet", "to_json", "write_text", "write_bytes", "savefig"}
+
+
+def _calls_atomic_path(node: ast.AST) -> bool:
+    return any(
+        isinstance(n, ast.Call)
+        and (getattr(n.func, "id", None) or getattr(n.func, "attr", None)) == "atomic_path"
+        for n in ast.walk(node)
+    )
+
+
+def _temporaries(scope: ast.AST) -> set[str]:
+    """Names bound to an ``atomic_path`` temporary in ``scope`` (``with ... as tmp``,
+    ``tmp = stack.enter_context(atomic_path(...))``) or to a file opened on one."""
+    names: set[str] = set()
+    for _ in range(2):  # a second pass catches `open(tmp)` after `tmp` is known
+        for node in ast.walk(scope):
+            bindings: list[tuple[ast.AST, ast.expr]] = []
+            if isinstance(node, ast.With):
+                bindings = [
+                    (i.context_expr, i.optional_vars) for i in node.items if i.optional_vars
+                ]
+            elif isinstance(node, ast.Assign):
+                bindings = [(node.value, t) for t in node.targets]
+            for value, target in bindings:
+                opened = {n.id for n in ast.walk(value) if isinstance(n, ast.Name)} & names
+                if isinstance(target, ast.Name) and (_calls_atomic_path(value) or opened):
+                    names.add(target.id)
+    return names
+
+
+def _import_aliases(tree: ast.AST) -> dict[str, str]:
+    aliases: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                aliases[a.asname or a.name.split(".")[0]] = a.name
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            for a in node.names:
+                aliases[a.asname or a.name] = f"{node.module}.{a.name}"
+    return aliases
+
+
+def non_atomic_writes(source: str, filename: str = "<source>") -> list[str]:
+    """Artifact writers (:data:`WRITERS`, :data:`WRITER_METHODS`) whose target is not an
+    ``atomic_path`` temporary: not inside ``with atomic_path(...)`` and given no name
+    bound to one in the enclosing function."""
+    tree = ast.parse(source, filename)
+    aliases = _import_aliases(tree)
+    scope_of: dict[int, ast.AST] = {}  # call -> innermost enclosing function (or module)
+    inside_atomic: set[int] = set()
+
+    def visit(node: ast.AST, scope: ast.AST, atomic: bool) -> None:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            scope = node
+        if isinstance(node, ast.With):
+            atomic = atomic or any(_calls_atomic_path(i.context_expr) for i in node.items)
+        if isinstance(node, ast.Call):
+            scope_of[id(node)] = scope
+            if atomic:
+                inside_atomic.add(id(node))
+        for child in ast.iter_child_nodes(node):
+            visit(child, scope, atomic)
+
+    visit(tree, tree, False)
+    temporaries = {id(s): _temporaries(s) for s in {id(s): s for s in scope_of.values()}.values()}
+    problems = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or id(node) in inside_atomic:
+            continue
+        name = _qualified(node.func, aliases)
+        method = isinstance(node.func, ast.Attribute) and node.func.attr in WRITER_METHODS
+        used = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+        if (name in WRITERS or method) and not used & temporaries[id(scope_of[id(node)])]:
+            what = name or getattr(node.func, "attr", "call")
+            problems.append(f"{filename}:{node.lineno}: {what}() outside atomic_path")
+    return problems
+
+
+@scenario("4.5")
+def test_every_artifact_writer_goes_through_atomic_path(
+    record_property: Callable[[str, Any], None],
+) -> None:
+    """A writer that bypasses atomic_path (``np.save(path)``, ``df.to_csv(path)``) would
+    leave a half-written file after a kill that the next run takes as done."""
+    sources = list(python_sources())
+    problems = [
+        p
+        for path in sources
+        for p in non_atomic_writes(path.read_text(), str(path.relative_to(REPO)))
+    ]
+    assert problems == []
+    record_property("detail", f"{len(sources)} Python files")
+
+
+@scenario("4.5")
+def test_atomic_write_scanner_catches_each_writer() -> None:
+    bad = """
+        import numpy as np, torch as th
+        from pathlib import Path
+        from safetensors.torch import save_file
+        def f(path, frame, fig, tmp):
+            np.save(path, frame)
+            np.savez(path, a=frame)
+            th.save({}, path)
+            save_file({}, path)
+            frame.to_csv(path)
+            Path(path).write_text("x")
+            fig.savefig(path)
+            with open(path, "wb") as fh:
+                np.save(fh, frame)
+        def g(out):
+            tmp = out  # a name is not a temporary because of what it is called
+            tmp.write_bytes(b"")
+    """
+    assert len(non_atomic_writes(textwrap.dedent(bad))) == 9
+    good = """
+        import contextlib
+        import numpy as np, torch
+        from kdspectra.io import atomic_path
+        def f(path, frame, arrays):
+            with atomic_path(path) as tmp:
+                torch.save({}, tmp)
+            with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, frame, allow_pickle=False)
+            with contextlib.ExitStack() as stack:
+                for name, array in arrays.items():
+                    part = stack.enter_context(atomic_path(path / name))
+                    with open(part, "wb") as fh:
+                        np.save(fh, array)
+                    part.write_text("x")
+    """
+    assert non_atomic_writes(textwrap.dedent(good)) == []
 
 
 @scenario("4.2")
