@@ -19,6 +19,13 @@
 #   SLURM_CI_DIR   state, spool, PID and log folder (default /tmp/kdspectra-slurm)
 #   SLURM_CI_GPUS  number of fake GPUs on the node (default 2; 0 = none)
 #   SLURM_CI_WAIT  seconds to wait for the node to become idle (default 60)
+#   KDSPECTRA_SLURM_MEM_MB  node memory advertised to slurm, in MB (default 16384, or the
+#                  machine's own when it has less): the CI node is as small as the 16 GB
+#                  node the demo's derived requests must fit
+# The smoke tests read srun's stdout only (`srun --quiet`, stderr to a log) and accept
+# exactly one line: scheduler chatter such as "job queued and waiting for resources" can
+# never pass for a value. They run once the node is idle with an empty queue.
+# `source .ci/slurm/start.sh` defines the helpers below without starting anything (tests).
 # Logs: $SLURM_CI_DIR/log/{munged,slurmctld,slurmd,apt}.log — printed on failure.
 set -euo pipefail
 
@@ -47,6 +54,48 @@ alive() { # alive PIDFILE -> true when the PID in it is a running process
 }
 
 node_state() { sinfo -h -N -o '%T' 2>/dev/null | head -n 1; }
+
+one_line() { # one_line TEXT -> TEXT's only line; status 1 when it has none or several
+    local text=${1%$'\n'}
+    text=${text%$'\r'}
+    [[ -n "$text" && "$text" != *$'\n'* ]] || return 1
+    printf '%s\n' "$text"
+}
+
+advertised_mem() { # advertised_mem REAL_MB -> MB for slurm.conf: min(REAL_MB, KDSPECTRA_SLURM_MEM_MB)
+    local real=$1 cap=${KDSPECTRA_SLURM_MEM_MB:-16384}
+    [[ "$cap" =~ ^[0-9]+$ && "$cap" -gt 0 ]] ||
+        die "KDSPECTRA_SLURM_MEM_MB: expected a positive whole number of MB, found '$cap'"
+    echo $((real < cap ? real : cap))
+}
+
+wait_idle() { # wait_idle SECONDS: until the node is idle and no job is queued or running
+    local deadline=$(($(date +%s) + $1)) state="" queue=""
+    while [ "$(date +%s)" -lt "$deadline" ]; do
+        state=$(node_state)
+        queue=$(squeue -h -o '%i %T' 2>/dev/null || echo "squeue failed")
+        [[ "$state" == idle* && -z "$queue" ]] && return 0
+        case "$state" in
+        down* | drain* | drained*)
+            # ReturnToService=2 normally does this; a registration race can still leave it down.
+            scontrol update NodeName="$HOST" State=RESUME >/dev/null 2>&1 || true
+            ;;
+        esac
+        sleep 0.5
+    done
+    die "node $HOST is '$state' with queue '${queue//$'\n'/; }', not idle and empty, after $1 s ($(sinfo -h -N -o '%N %T %E' 2>&1))"
+}
+
+srun_value() { # srun_value SRUN_ARGS... -> the one line srun's command printed on stdout
+    local out status err=$LOG/srun.err
+    out=$(timeout 120 srun --quiet "$@" 2>"$err") && status=0 || status=$?
+    [ "$status" = 0 ] || die "srun $* failed (exit $status): stdout '$out', stderr '$(cat "$err")'"
+    one_line "$out" || die "srun $*: expected one line on stdout, found '$out' (stderr '$(cat "$err")')"
+}
+
+if [[ "${BASH_SOURCE[0]}" != "$0" ]]; then
+    return 0 # sourced: helpers only
+fi
 
 [ "$(id -u)" = 0 ] || die "must run as root (apt-get, /etc/slurm, /etc/munge, daemons); try: sudo $0"
 
@@ -114,8 +163,10 @@ HOST=$(hostname -s)
 # `slurmd -C` reports this machine as slurm sees it: CPUs, sockets/cores/threads, memory.
 HW=$(slurmd -C | head -n 1 | sed -e 's/^NodeName=[^ ]* //' -e 's/ UpTime=.*//')
 CPUS=$(sed -n 's/.*CPUs=\([0-9]*\).*/\1/p' <<<"$HW")
-MEM=$(sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' <<<"$HW")
-[ -n "$CPUS" ] && [ -n "$MEM" ] || die "could not read CPUs/RealMemory from 'slurmd -C': $HW"
+REAL_MEM=$(sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' <<<"$HW")
+[ -n "$CPUS" ] && [ -n "$REAL_MEM" ] || die "could not read CPUs/RealMemory from 'slurmd -C': $HW"
+MEM=$(advertised_mem "$REAL_MEM")
+HW=$(sed "s/RealMemory=[0-9]*/RealMemory=$MEM/" <<<"$HW")
 # Memory per CPU for jobs that ask for none: a share of the node, so one job cannot take it all.
 DEFMEM=$((MEM / CPUS))
 [ "$DEFMEM" -gt 2048 ] && DEFMEM=2048
@@ -186,33 +237,20 @@ EOF
 } >"$GRES"
 
 # ---------------------------------------------------------------- daemons
-say "starting slurmctld (clean state) and slurmd on $HOST: $CPUS CPUs, ${MEM} MB, $GPUS fake GPU(s)"
+say "starting slurmctld (clean state) and slurmd on $HOST: $CPUS CPUs, ${MEM} MB (of ${REAL_MEM}), $GPUS fake GPU(s)"
 slurmctld -c || die "slurmctld did not start"
 for _ in $(seq 100); do scontrol ping 2>/dev/null | grep -q UP && break; sleep 0.2; done
 scontrol ping 2>/dev/null | grep -q UP || die "slurmctld does not answer (scontrol ping)"
 slurmd || die "slurmd did not start"
 
-deadline=$(($(date +%s) + WAIT))
-state=""
-while [ "$(date +%s)" -lt "$deadline" ]; do
-    state=$(node_state)
-    case "$state" in
-    idle*) break ;;
-    down* | drain* | drained*)
-        # ReturnToService=2 normally does this; a registration race can still leave it down.
-        scontrol update NodeName="$HOST" State=RESUME >/dev/null 2>&1 || true
-        ;;
-    esac
-    sleep 0.5
-done
-[[ "$state" == idle* ]] || die "node $HOST is '$state', not idle, after ${WAIT}s ($(sinfo -h -N -o '%N %T %E' 2>&1))"
+wait_idle "$WAIT"
 
 # ---------------------------------------------------------------- smoke test
-out=$(timeout 60 srun -N1 -n1 hostname 2>&1) || die "srun hostname failed: $out"
+out=$(srun_value -N1 -n1 hostname)
 [ "$out" = "$HOST" ] || die "srun hostname printed '$out', expected '$HOST'"
 if [ "$GPUS" -gt 0 ]; then
-    out=$(timeout 60 srun -n1 --gpus=1 printenv CUDA_VISIBLE_DEVICES 2>&1) ||
-        die "srun --gpus=1 failed: $out"
+    wait_idle "$WAIT"
+    out=$(srun_value -n1 --gpus=1 printenv CUDA_VISIBLE_DEVICES)
     [ "$out" = 0 ] || die "srun --gpus=1: CUDA_VISIBLE_DEVICES='$out', expected 0"
 fi
 say "cluster up in $(($(date +%s) - START)) s: $(sinfo -h -o '%P %a %D %T %C(cpus A/I/O/T) %G')"
