@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -315,12 +316,15 @@ def prepare_only(work: Path, config: Path, *args: str) -> subprocess.CompletedPr
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=work)
 
 
-def synth_config(tmp_path: Path, run: str, seed: int) -> tuple[Path, str]:
+def synth_config(
+    tmp_path: Path, run: str, seed: int, archive: Path | None = None
+) -> tuple[Path, str]:
     """The fault tests' mini config under run name ``run``, its dataset ``synth`` being an
-    archive of its own (``seed``); returns the config file and the archive's md5."""
-    archive = tmp_path / "mirror" / f"synth-{seed}.tar.gz"
-    archive.parent.mkdir(exist_ok=True)
-    build_archive(archive, "cifar10-binary", seed=seed)
+    archive of its own (``seed``) or ``archive``; returns the config file and the md5."""
+    if archive is None:
+        archive = tmp_path / "mirror" / f"synth-{seed}.tar.gz"
+        archive.parent.mkdir(exist_ok=True)
+        build_archive(archive, "cifar10-binary", seed=seed)
     md5 = hashlib.md5(archive.read_bytes()).hexdigest()
     cfg = yaml.safe_load((REPO / "tests" / "faults" / "mini_config.yaml").read_text())
     cfg["name"] = run
@@ -334,7 +338,8 @@ def synth_config(tmp_path: Path, run: str, seed: int) -> tuple[Path, str]:
 @pytest.mark.slow
 def test_two_archives_under_one_name_coexist(tmp_path: Path) -> None:
     """Two configs call different archives `synth` in one directory: each gets its own
-    prepared data and download, and neither makes the other redo its work."""
+    prepared data and download, and neither makes the other redo its work. A third that
+    fetches the first archive from another mirror (same md5) reuses its data."""
     work = tmp_path / "work"
     work.mkdir()
     (a, md5_a), (b, md5_b) = synth_config(tmp_path, "a", 0), synth_config(tmp_path, "b", 1)
@@ -350,7 +355,12 @@ def test_two_archives_under_one_name_coexist(tmp_path: Path) -> None:
     first = load_npy(work / f"results/data/synth-{md5_a[:12]}/train_images.npy")
     second = load_npy(work / f"results/data/synth-{md5_b[:12]}/train_images.npy")
     assert not np.array_equal(first, second)
-    for config in (a, b):
+    mirror = tmp_path / "mirror2" / "synth.tar.gz"
+    mirror.parent.mkdir()
+    shutil.copyfile(a_archive := tmp_path / "mirror" / "synth-0.tar.gz", mirror)
+    c, md5_c = synth_config(tmp_path, "c", 0, archive=mirror)
+    assert md5_c == md5_a and a_archive.as_uri() not in c.read_text()
+    for config in (a, b, c):
         proc = prepare_only(work, config, "-n")
         assert proc.returncode == 0, proc.stderr[-4000:]
         assert re.search(r"^total\s+0$", proc.stdout, re.M), proc.stdout[-3000:]

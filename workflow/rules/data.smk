@@ -1,7 +1,9 @@
 # Data stage: download the archive (submit host: compute nodes often have no internet),
 # verify its md5, and prepare uint8 arrays shared by every run. Both are keyed by content,
 # {data_key} = <dataset>-<md5[:12]> (kdspectra.config.data_key): two configs that give one
-# dataset name to different archives never overwrite each other's data.
+# dataset name to different archives never overwrite each other's data. The URL is not a
+# param (the scripts read it from the config): Snakemake reruns a job whose params change,
+# and fetching the same md5 from another mirror must not redo the download and prepare.
 #
 # Retries: Snakemake's (`--retries`, the SLURM profile's `retries: 2`) repeat a job whatever
 # failed. The download's failures that remain after kdspectra.download's own retries
@@ -24,7 +26,7 @@ rule download:
     conda:
         ENV
     params:
-        url=lambda wc: config["datasets"][dataset_name(wc)]["url"],
+        dataset=dataset_name,
         md5=lambda wc: config["datasets"][dataset_name(wc)]["md5"],
     script:
         "../scripts/download.py"
@@ -51,7 +53,7 @@ rule prepare_dataset:
         runtime=array_runtime(minutes_per_gb=10),
     params:
         fmt=lambda wc: dataset_format(config, dataset_name(wc)),
-        source=lambda wc: config["datasets"][dataset_name(wc)],
+        dataset=dataset_name,
         outdir="results/data/{data_key}",
     script:
         "../scripts/prepare_dataset.py"

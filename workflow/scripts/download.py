@@ -4,4 +4,5 @@ from kdspectra.logs import job
 from kdspectra.stages import download_archive
 
 with job(snakemake.log[0], snakemake.threads):
-    download_archive(snakemake.params.url, snakemake.params.md5, snakemake.output[0])
+    url = snakemake.config["datasets"][snakemake.params.dataset]["url"]  # not a param: see data.smk
+    download_archive(url, snakemake.params.md5, snakemake.output[0])

@@ -5,4 +5,5 @@ from kdspectra.stages import prepare
 
 with job(snakemake.log[0], snakemake.threads):
     archive = snakemake.input.archive or None
-    prepare(snakemake.params.fmt, archive, snakemake.params.outdir, snakemake.params.source)
+    source = snakemake.config["datasets"][snakemake.params.dataset]  # not a param: see data.smk
+    prepare(snakemake.params.fmt, archive, snakemake.params.outdir, source)
