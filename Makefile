@@ -31,7 +31,7 @@ demo: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml --rerun-incomplete
 	@echo
 	@echo "Demo finished (random-init teachers: numbers are structural only)."
-	@echo "  tables:  $(DEMO)/tables/   (table1, table2, ablation: .csv .md .tex; teachers.csv; paper_comparison.md)"
+	@echo "  tables:  $(DEMO)/tables/   (table1, table2, ablation: .csv .md .tex; teachers.csv; paper_comparison.md; claims.md)"
 	@echo "  figures: $(DEMO)/figures/  (fig1_spectrum, fig2_effective_rank, fig3_noise_robustness: .png .pdf)"
 	@echo "  report:  $(BIN)/snakemake --configfile config/demo.yaml --report $(DEMO)/report.html"
 
