@@ -485,7 +485,7 @@ def run_embed(
     device: torch.device,
     watch: Stopwatch,
 ) -> tuple[Result, dict[str, np.ndarray]]:
-    """Rule embed_student: train, test and every noisy test copy."""
+    """The embedding step of rule train_student: train, test and every noisy test copy."""
     bs = int(plan.cfg["training"]["embed_batch_size"])
     gflops = student_gflops(model, device)
     noise_seed = plan.cfg["evaluation"]["noise_seed"]
