@@ -268,7 +268,8 @@ def table_options(kind):
 
 def _teacher_work(wildcards):
     spec = teacher_spec(wildcards.teacher)
-    size = int(spec.get("image_size", 224))
+    # image_size null = the model's own input size (224 for both paper teachers).
+    size = int(spec.get("image_size") or 224)
     return {"model": spec["model"], "image_size": size, "gpu": bool(GPU)}
 
 
@@ -278,7 +279,7 @@ def teacher_mem(passes=1):
     def mem_mb(wildcards, input, attempt):
         spec = teacher_spec(wildcards.teacher)
         work = _teacher_work(wildcards)
-        bs = int(spec.get("batch_size", 256))
+        bs = int(spec.get("batch_size") or 256)
         return req.teacher_mem_mb(
             input.size_mb, batch_size=bs, passes=passes, attempt=attempt, **work
         )
