@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -285,3 +286,40 @@ def test_teacher_views_stage_embeds_the_views_training_replays(
     assert not np.allclose(views[0], views[1])  # K distinct views, not K copies
     meta = json.loads(out["meta"].read_text())
     assert meta["teacher_views_k"] == 3 and meta["teacher_views_seed"] == 11
+
+
+def test_a_deterministic_training_failure_is_not_repeated_by_a_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A NaN loss fails the same way on every retry: the retry stops at once instead of
+    training again; new settings (or inputs) lift the marker; success removes it."""
+    import kdspectra.train
+    from kdspectra.failures import RepeatedFailureError, marker_path
+    from kdspectra.train import NonFiniteLossError
+
+    stages.prepare("sklearn-digits", None, tmp_path, {"format": "sklearn-digits"})
+    _, labels = stages.load_split(tmp_path, "train")
+    teacher = tmp_path / "teacher.npy"
+    save_npy(teacher, np.ones((len(labels), 4), dtype=np.float32))
+    calls: list[float] = []
+
+    def nan_at_high_lr(student: str, images: Any, emb: Any, cfg: Any, **kw: Any) -> dict:
+        calls.append(cfg.lr)
+        if cfg.lr > 0.01:
+            raise NonFiniteLossError("non-finite loss at epoch 1, step 3/11")
+        return {}
+
+    monkeypatch.setattr(kdspectra.train, "train_student", nan_at_high_lr)
+    training = _paper_config()["training"] | {"lr": 0.5}
+    ckpt = tmp_path / "ckpt" / "seed0.pt"
+    out = {k: tmp_path / f"out.{k}" for k in ("weights", "metrics", "meta")}
+    args = ("cnn_s", "cosine", 0, training, "cpu", tmp_path, teacher, out, ckpt)
+    with pytest.raises(NonFiniteLossError):
+        stages.train(*args)
+    with pytest.raises(RepeatedFailureError, match="non-finite loss at epoch 1"):
+        stages.train(*args)  # the scheduler's retry: no second training
+    assert calls == [0.5] and marker_path(ckpt).exists()
+    stages.train(
+        "cnn_s", "cosine", 0, training | {"lr": 0.002}, "cpu", tmp_path, teacher, out, ckpt
+    )
+    assert calls == [0.5, 0.002] and not marker_path(ckpt).exists()

@@ -262,12 +262,36 @@ def train(
 
     ``teacher_train`` is the clean N×D train embeddings, or the K×N×D cached-view
     embeddings when ``training.teacher_view`` is ``same``; ``teacher_meta`` (the teacher's
-    meta.json) supplies the weights source for the checkpoint's input fingerprints.
+    meta.json) supplies the weights source for the checkpoint's input fingerprints. A
+    deterministic failure (NaN loss, bad artifact) is not repeated by a scheduler retry
+    (:mod:`kdspectra.failures`).
     """
+    import dataclasses
+
+    from kdspectra.failures import fail_fast_on_repeat, job_identity, marker_path
+
+    cfg = train_config(training, objective, seed, student)
+    inputs = [teacher_train, Path(data_dir) / "train_images.npy"]
+    identity = job_identity({"student": student, **dataclasses.asdict(cfg)}, inputs)
+    with fail_fast_on_repeat(marker_path(checkpoint), identity):
+        _train(student, cfg, device_name, data_dir, teacher_train, out, checkpoint, teacher_meta)
+        if embed is not None:
+            embed_student(out["weights"], out["meta"], device_name, data_dir, out, **embed)
+
+
+def _train(
+    student: str,
+    cfg: Any,
+    device_name: str,
+    data_dir: PathLike,
+    teacher_train: PathLike,
+    out: Mapping[str, PathLike],
+    checkpoint: PathLike,
+    teacher_meta: PathLike | None,
+) -> None:
     from kdspectra.device import resolve_device
     from kdspectra.train import train_student
 
-    cfg = train_config(training, objective, seed, student)
     images, labels = load_split(data_dir, "train")
     if cfg.teacher_view == "same":
         teacher_emb = load_npy(teacher_train, dtype=np.float32, ndim=3, finite=True)
@@ -286,8 +310,6 @@ def train(
         checkpoint=Path(checkpoint),
         teacher_weights=str(source),
     )
-    if embed is not None:
-        embed_student(out["weights"], out["meta"], device_name, data_dir, out, **embed)
 
 
 def _load_trained(weights: PathLike, meta_path: PathLike, device: Any) -> Any:
