@@ -58,6 +58,7 @@ LOCAL_RULES = {
     "table",
     "data_table",
     "paper_comparison",
+    "claims",
     "figure",
 }
 SLURM_RULES = {
