@@ -190,6 +190,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
     train_size, test_size = args.train_size, args.test_size
     if args.smoke:
         training.update(SMOKE["training"])
+        training["per_student"] = {}  # one tiny schedule for every student
         overrides = copy.deepcopy(SMOKE["teachers"])
         max_probes = SMOKE["max_probes"] if max_probes is None else max_probes
         sigmas = list(SMOKE["noise_sigmas"])
@@ -197,6 +198,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
         train_size, test_size = SMOKE["train_size"], SMOKE["test_size"]
     if args.epochs is not None:
         training["epochs"] = args.epochs
+        for override in training.get("per_student", {}).values():
+            override.pop("epochs", None)
     if args.compile:
         training["compile"] = True
     return Plan(
@@ -428,7 +431,7 @@ def run_train(
 ) -> tuple[Result, torch.nn.Module]:
     """Rule train_student (or its first ``--max-steps`` steps) for one distillation."""
     student, objective, seed = model
-    tcfg = train_config(plan.cfg["training"], objective, seed)
+    tcfg = train_config(plan.cfg["training"], objective, seed, student)
     gflops = _train_flops(student, teacher_emb.shape[1], tcfg, device)
     out = workdir / experiment / student / objective / f"seed{seed}"
     steps_per_epoch = len(images) // tcfg.batch_size
