@@ -2,10 +2,10 @@
 
 Snakemake's ``retries`` (``retries: 2`` in the SLURM profile) resubmits a failed job
 whatever the cause. That is right for a preemption, a time limit or an out-of-memory kill
-(requests grow with ``attempt``), and wasteful for a failure that must repeat: a NaN loss,
-a bad artifact or a bad config would train for hours again to fail at the same step. So a
-job that fails with such an error leaves a marker beside its checkpoint that records the
-error and the job's identity (settings and inputs); a retry of the same job with the same
+(requests grow with ``attempt``), and wasteful for a failure that must repeat: a NaN loss
+would train for hours again to fail at the same step. So a training job that fails with a
+non-finite loss or parameter leaves a marker beside its checkpoint that records the error
+and the job's identity (settings and inputs); a retry of the same job with the same
 identity stops at once with that error. Change the settings or the inputs and the marker
 no longer applies; it is removed when the job succeeds.
 """
@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from kdspectra.errors import DeviceError, KdspectraError
+from kdspectra.errors import KdspectraError
 from kdspectra.io import save_json
 
 PathLike = str | Path
@@ -51,8 +51,12 @@ def job_identity(settings: Mapping[str, Any], inputs: Sequence[PathLike]) -> str
 
 
 def _deterministic(exc: BaseException) -> bool:
-    """Errors from the job's own input; a DeviceError may pass on another node."""
-    return isinstance(exc, KdspectraError) and not isinstance(exc, DeviceError)
+    """Failures that repeat exactly and come after expensive work: a NaN/inf loss or
+    parameter. Bad inputs (artifacts, config) fail in seconds, before any training, so a
+    retry costs little and they leave nothing behind; a DeviceError may pass elsewhere."""
+    from kdspectra.train import NonFiniteLossError, NonFiniteParametersError
+
+    return isinstance(exc, (NonFiniteLossError, NonFiniteParametersError))
 
 
 @contextlib.contextmanager

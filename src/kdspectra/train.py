@@ -499,18 +499,20 @@ def _validate_checkpoint(path: Path, state: Any, run: TrainRun) -> None:
     theirs = {**state.get("identity", {}), **state.get("config", {})}
     changed = [k for k, v in ours.items() if k not in _RESUME_NEUTRAL and theirs.get(k) != v]
     inputs = [k for k in changed if k in run.fingerprints]
+    settings = [k for k in changed if k not in run.fingerprints]
+    if settings:  # another run altogether: name what differs
+        diff = [f"{k}: checkpoint has {theirs.get(k)!r}, this run {ours[k]!r}" for k in settings]
+        also = f"; its inputs differ too ({', '.join(inputs)})" if inputs else ""
+        raise ArtifactError(
+            f"{path}: checkpoint belongs to another run ({'; '.join(diff)}){also}; delete it "
+            f"to train from scratch or restore the matching settings"
+        )
     if inputs:
         raise ArtifactError(
             f"{path}: checkpoint was written for other inputs ({', '.join(inputs)} changed: "
             f"the teacher was re-extracted, its weights changed, or the prepared images "
             f"differ); resuming would finish a student trained partly on the old targets. "
             f"Delete the checkpoint to train from scratch: rm {path}"
-        )
-    diff = [f"{k}: checkpoint has {theirs.get(k)!r}, this run {ours[k]!r}" for k in changed]
-    if diff:
-        raise ArtifactError(
-            f"{path}: checkpoint belongs to another run ({'; '.join(diff)}); delete it to "
-            f"train from scratch or restore the matching settings"
         )
 
 
