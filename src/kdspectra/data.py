@@ -11,7 +11,7 @@ it would have seen without the interruption.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,19 +120,20 @@ class ViewParams:
 
     def take(self, *index: torch.Tensor) -> ViewParams:
         """The parameters at ``index`` (e.g. ``(k, i)`` into a K×N table), one per row."""
-
-        def pick(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.to(index[-1].device)[index]
-
-        return ViewParams(pick(self.dy), pick(self.dx), pick(self.mirror), pick(self.colour))
+        return self._map(lambda t: t.to(index[-1].device)[index])
 
     def to(self, device: torch.device | str) -> ViewParams:
         """The same parameters on ``device``."""
+        return self._map(lambda t: t.to(device))
 
-        def move(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.to(device)
+    def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> ViewParams:
+        fields = (self.dy, self.dx, self.mirror, self.colour)
+        return ViewParams(*(None if t is None else fn(t) for t in fields))
 
-        return ViewParams(move(self.dy), move(self.dx), move(self.mirror), move(self.colour))
+
+def has_colour(jitter: float, grayscale_p: float) -> bool:
+    """Whether a view pipeline has a colour step: any jitter or any grayscale."""
+    return jitter > 0 or grayscale_p > 0
 
 
 def draw_view_params(
@@ -193,7 +194,7 @@ def cached_view_params(
     if k < 1:
         raise ConfigError(f"config key 'training.teacher_views_k': expected >= 1, found {k}")
     gen = torch.Generator(device="cpu").manual_seed(epoch_seed(seed, 0, stream=2))
-    colour = jitter > 0 or grayscale_p > 0
+    colour = has_colour(jitter, grayscale_p)
     return draw_view_params(
         (k, n),
         gen,

@@ -22,9 +22,9 @@ views per image at extraction time (:func:`kdspectra.data.cached_view_params`) a
 student view replays one of them exactly, so a fixed per-image target no longer forces the
 student to be invariant to the augmentation.
 
-Numerics: on CUDA, bf16 autocast + channels_last + fused AdamW (+ optional
-``torch.compile``); losses are always computed in fp32 (see :mod:`kdspectra.losses`). On
-CPU everything is fp32, which makes a resumed run bit-for-bit equal to an uninterrupted
+Numerics: channels_last on every device (faster on CPU too); on CUDA, bf16 autocast +
+fused AdamW (+ optional ``torch.compile``); losses are always computed in fp32 (see
+:mod:`kdspectra.losses`). On CPU everything is fp32, which makes a resumed run bit-for-bit equal to an uninterrupted
 one. Weight decay applies to weight matrices and conv kernels only, not to biases, norm
 parameters or the positional embedding (the usual AdamW practice: decaying them only
 fights the normalisation).
@@ -80,6 +80,7 @@ from kdspectra.data import (
     apply_view,
     cached_view_params,
     draw_view_params,
+    has_colour,
 )
 from kdspectra.device import device_record, set_deterministic
 from kdspectra.errors import ArtifactError, ConfigError, DataError, KdspectraError
@@ -184,7 +185,7 @@ class TrainConfig:
     @property
     def colour(self) -> bool:
         """Whether the view pipeline has a colour step (any jitter or grayscale)."""
-        return self.jitter > 0 or self.grayscale_p > 0
+        return has_colour(self.jitter, self.grayscale_p)
 
     def _fail(self, name: str, expected: str) -> None:
         key = _CONFIG_KEYS.get(name, f"training.{name}")
@@ -327,8 +328,8 @@ def _check_inputs(images: np.ndarray, teacher_emb: np.ndarray, teacher_view: str
         )
     if images.shape[-1] != 3:
         raise DataError(f"training images: expected N×H×W×3 (RGB last), found {images.shape}")
-    ndim, expected = (3, f"(K, {images.shape[0]}, D)") if teacher_view == "same" else (2, None)
-    expected = expected or f"({images.shape[0]}, D)"
+    n = images.shape[0]
+    ndim, expected = (3, f"(K, {n}, D)") if teacher_view == "same" else (2, f"({n}, D)")
     if teacher_emb.ndim != ndim or teacher_emb.shape[-2] != images.shape[0]:
         raise ArtifactError(
             f"teacher embeddings: expected shape {expected} — one row per training image, "
