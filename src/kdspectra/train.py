@@ -24,10 +24,10 @@ student to be invariant to the augmentation.
 
 Numerics: channels_last on every device (faster on CPU too); on CUDA, bf16 autocast +
 fused AdamW (+ optional ``torch.compile``); losses are always computed in fp32 (see
-:mod:`kdspectra.losses`). On CPU everything is fp32, which makes a resumed run bit-for-bit equal to an uninterrupted
-one. Weight decay applies to weight matrices and conv kernels only, not to biases, norm
-parameters or the positional embedding (the usual AdamW practice: decaying them only
-fights the normalisation).
+:mod:`kdspectra.losses`). On CPU everything is fp32, which makes a resumed run
+bit-for-bit equal to an uninterrupted one. Weight decay applies to weight matrices and
+conv kernels only, not to biases, norm parameters or the positional embedding (the usual
+AdamW practice: decaying them only fights the normalisation).
 
 Resume and preemption:
 
