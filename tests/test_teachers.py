@@ -29,7 +29,7 @@ from PIL import Image
 from timm.data import create_transform, resolve_data_config
 
 from kdspectra.errors import ArtifactError, ConfigError, DataError, KdspectraError
-from kdspectra.teachers import Teacher, build_teacher, extract, preprocess_batch
+from kdspectra.teachers import Teacher, build_teacher, preprocess_batch
 
 CLIP_SIZE, DINO_SIZE, TINY_SIZE = 64, 56, 32
 TOLERANCE = 0.04
@@ -261,10 +261,17 @@ def test_batch_size_invariance(tiny: Teacher, images: np.ndarray) -> None:
         np.testing.assert_allclose(tiny.embed(images, batch_size=bs), full, atol=1e-5)
 
 
-def test_empty_input_and_extract(tiny: Teacher, images: np.ndarray) -> None:
+def test_empty_input_and_throughput(tiny: Teacher, images: np.ndarray) -> None:
     assert tiny.embed(images[:0]).shape == (0, tiny.dim)
-    emb, images_per_s = extract(tiny, images, batch_size=8)
-    assert emb.shape == (len(images), tiny.dim) and images_per_s > 0
+    emb = tiny.embed(images, batch_size=8)  # what the extract_teacher stage calls
+    assert emb.shape == (len(images), tiny.dim) and tiny.last_images_per_s > 0
+
+
+def test_batch_size_below_one_names_the_setting(tiny: Teacher, images: np.ndarray) -> None:
+    from kdspectra.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="batch_size"):
+        tiny.embed(images, batch_size=0)
 
 
 @pytest.mark.parametrize(

@@ -45,7 +45,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from kdspectra.errors import ArtifactError, ConfigError, DataError
 from kdspectra.precision import fp32
@@ -271,41 +270,30 @@ class Teacher:
         with fp32(self.device):
             return self.model(x.float()).float()
 
-    def _batches(self, images: np.ndarray, batch_size: int) -> Iterator[torch.Tensor]:
-        """Yield device batches; pinned, non-blocking copies on CUDA overlap the forward."""
-        pin = self.device.type == "cuda"
-        for lo in range(0, len(images), batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(images[lo : lo + batch_size]))
-            if pin:
-                batch = batch.pin_memory()
-            yield batch.to(self.device, non_blocking=pin)
-
     def embed(
         self, images: np.ndarray, *, batch_size: int = 256, progress: bool | None = None
     ) -> np.ndarray:
         """Embed uint8 (0..255) or float [0, 1] NHWC RGB images → float32 N×D, row i = image i.
 
+        The shared measurement loop (:func:`kdspectra.inference.embed_batches`: fp32,
+        ``inference_mode``; :class:`ConfigError` for a batch_size below 1).
         ``progress=None`` shows a bar only on a TTY. Throughput is logged and kept in
         ``last_images_per_s``.
         """
+        from kdspectra.inference import embed_batches
+
         images = _check_images(images)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, found {batch_size}")
         n = len(images)
         start = time.perf_counter()
-        with torch.inference_mode():
-            out = torch.empty((n, self.dim), dtype=torch.float32, device=self.device)
-            bar = tqdm(
-                total=n, unit="img", desc=f"embed {self.spec.name}", disable=_disable(progress)
-            )
-            with bar:
-                row = 0
-                for batch in self._batches(images, batch_size):
-                    emb = self.encode_preprocessed(preprocess_batch(batch, self.preprocess))
-                    out[row : row + len(batch)] = emb
-                    row += len(batch)
-                    bar.update(len(batch))
-            result = out.cpu().numpy()
+        result = embed_batches(
+            lambda batch: self.encode_preprocessed(preprocess_batch(batch, self.preprocess)),
+            images,
+            device=self.device,
+            batch_size=batch_size,
+            dim=self.dim,
+            desc=f"embed {self.spec.name}",
+            progress=progress,
+        )
         elapsed = time.perf_counter() - start
         self.last_images_per_s = n / elapsed if elapsed > 0 else float("inf")
         logger.info(
@@ -328,19 +316,6 @@ class Teacher:
             "interpolation": self.preprocess.interpolation,
             "resize": self.preprocess.scale_size,
         }
-
-
-def _disable(progress: bool | None) -> bool | None:
-    """tqdm's ``disable``: None means "only on a TTY"."""
-    return None if progress is None else not progress
-
-
-def extract(
-    teacher: Teacher, images: np.ndarray, *, batch_size: int = 256, progress: bool | None = None
-) -> tuple[np.ndarray, float]:
-    """Embed ``images`` and return them with the measured images/s (for the extraction JSON)."""
-    emb = teacher.embed(images, batch_size=batch_size, progress=progress)
-    return emb, teacher.last_images_per_s
 
 
 # --------------------------------------------------------------------------- building
