@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kdspectra import tables
+from kdspectra import paper, render, tables
 from kdspectra.errors import ArtifactError
 from kdspectra.provenance import Provenance
 
@@ -198,24 +198,24 @@ def test_missing_rows_name_what_exists() -> None:
      (12_345, "12.3K"), (999, "999")],
 )  # fmt: skip
 def test_human_params(n: float, text: str) -> None:
-    assert tables.human_params(n) == text
+    assert render.human_params(n) == text
 
 
 def test_markdown_has_title_notice_footer_and_values() -> None:
     t = tables.table1(make_summary(seeds=(0, 1, 2)), experiment="clip_x")
-    md = tables.to_markdown(t, "table1", RANDOM)
+    md = render.to_markdown(t, "table1", RANDOM)
     assert md.startswith("## Table I")
     assert RANDOM.notice() in md and RANDOM.footer() in md
     assert "| Student-S" in md and "0.50M" in md and "16.00 ± 1.00" in md
     assert "88.68" in md and "87.85M" in md
-    pre = tables.to_markdown(t, "table1", PRETRAINED, title="Custom")
+    pre = render.to_markdown(t, "table1", PRETRAINED, title="Custom")
     assert pre.startswith("## Custom") and "random-init" not in pre
     assert PRETRAINED.footer() in pre
 
 
 def test_latex_is_booktabs_with_notice_and_footer() -> None:
     t = tables.teachers(make_summary())
-    tex = tables.to_latex(t, "teachers", RANDOM)
+    tex = render.to_latex(t, "teachers", RANDOM)
     for token in (r"\toprule", r"\midrule", r"\bottomrule", r"\begin{tabular}{lrrrrr}"):
         assert token in tex
     assert r"clip\_vit\_b32 & cifar10 & 88.68 & 89.68 & 0.100 & 512 \\" in tex
@@ -225,9 +225,15 @@ def test_latex_is_booktabs_with_notice_and_footer() -> None:
 
 
 def test_write_table_round_trips_csv(tmp_path) -> None:
+    """The workflow's path (stages.write_table): exact CSV, Markdown and LaTeX renderings."""
+    from kdspectra import stages
+
     t = tables.table1(make_summary(), experiment="clip_x")
-    paths = {k: tmp_path / f"table1.{k}" for k in ("csv", "md", "tex")}
-    tables.write_table(t, "table1", RANDOM, **paths)
+    make_summary().to_parquet(tmp_path / "summary.parquet")
+    make_noise().to_parquet(tmp_path / "noise.parquet")
+    paths = {k: tmp_path / f"table1.{k}" for k in ("csv", "md", "tex", "provenance")}
+    inputs = (tmp_path / "summary.parquet", tmp_path / "noise.parquet")
+    stages.write_table("table1", *inputs, {"experiment": "clip_x"}, RANDOM.to_dict(), paths)
     back = pd.read_csv(paths["csv"])
     assert back["params"].tolist() == t["params"].tolist()
     assert back["effective_rank"].tolist() == t["effective_rank"].tolist()
@@ -236,7 +242,7 @@ def test_write_table_round_trips_csv(tmp_path) -> None:
 
 
 def test_paper_numbers_are_the_papers() -> None:
-    p = {k: v.value for k, v in tables.PAPER.items()}
+    p = {k: v.value for k, v in paper.PAPER.items()}
     assert p["teacher_clip"] == 88.68
     assert [p["t1_s"], p["t1_m"], p["t1_l"]] == [15.91, 16.62, 16.66]
     assert [p["abl_cnn"], p["abl_hybrid"], p["abl_vit"]] == [15.90, 14.54, 8.70]
@@ -244,11 +250,11 @@ def test_paper_numbers_are_the_papers() -> None:
     assert p["dino_cos_m"] == 53.78 and p["dino_nce_m"] == p["dino_nce_l"] == 82.0
     assert p["dino_nce_s"] is None  # the paper names only the 2.0M and 8.0M students
     assert (p["noise_s"], p["noise_l"]) == (21.32, 17.03)
-    assert all(v.where for v in tables.PAPER.values())
+    assert all(v.where for v in paper.PAPER.values())
 
 
 def test_paper_comparison_differences() -> None:
-    f = tables.paper_comparison_frame(
+    f = paper.paper_comparison_frame(
         make_summary(seeds=(0, 1)), make_noise(), tables_experiment="clip_x",
         figures_experiment="dino_x",
     ).set_index("key")  # fmt: skip
@@ -273,7 +279,7 @@ def test_paper_comparison_differences() -> None:
 
 
 def test_paper_comparison_markdown() -> None:
-    md = tables.paper_comparison(
+    md = paper.paper_comparison(
         make_summary(), make_noise(), RANDOM, tables_experiment="clip_x",
         figures_experiment="missing_experiment",
     )  # fmt: skip
@@ -284,7 +290,7 @@ def test_paper_comparison_markdown() -> None:
     assert "Ours, ER (L2 rows)" in md and "| 33.00" in md  # Student-M's L2 ER, 2 × 16.5
     for section in ("Table I", "Table II", "Ablation", "Figure 2", "Figure 3", "Parameters"):
         assert f"## {section}" in md
-    assert "structural only" not in tables.paper_comparison(make_summary(), None, PRETRAINED)
+    assert "structural only" not in paper.paper_comparison(make_summary(), None, PRETRAINED)
 
 
 def test_paper_comparison_opens_with_the_open_choices_and_ends_with_what_was_left_out() -> None:
@@ -299,7 +305,7 @@ def test_paper_comparison_opens_with_the_open_choices_and_ends_with_what_was_lef
         "evaluation": {"noise_sigmas": [0.0, 0.1, 0.3], "probe": "linear", "probe_Cs": [1.0]},
         "teachers": {"clip_vit_b32": {"pretrained": None}},
     }
-    md = tables.paper_comparison(
+    md = paper.paper_comparison(
         make_summary(), make_noise(), RANDOM, tables_experiment="clip_x",
         figures_experiment="dino_x", config=config, omitted=["table2: no InfoNCE objective"],
     )  # fmt: skip
@@ -319,3 +325,18 @@ def test_paper_comparison_opens_with_the_open_choices_and_ends_with_what_was_lef
         assert row in md, row
     assert md.index("## Left out of this run") > md.index("## Figure 3")
     assert "- table2: no InfoNCE objective" in md
+
+
+def test_paper_numbers_file_errors_name_the_entry_and_field() -> None:
+    with pytest.raises(ArtifactError, match=r"'t1_s'.*\['valeu'\]"):
+        paper.load_paper_numbers("t1_s: {section: s, quantity: q, valeu: 1, where: w}\n")
+    with pytest.raises(ArtifactError, match=r"'x'.*metric 'accuracy'"):
+        paper.load_paper_numbers(
+            "x: {section: s, quantity: q, value: 1, where: w, experiment: clip, metric: accuracy}\n"
+        )
+    assert (
+        paper.load_paper_numbers(
+            "x: {section: s, quantity: q, value: 2, where: w, experiment: dino}\n"
+        )["x"].value
+        == 2.0
+    )

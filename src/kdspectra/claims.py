@@ -22,11 +22,11 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
+from kdspectra.paper import PAPER, student_keys
 from kdspectra.provenance import Provenance
 from kdspectra.tables import (
     ABLATION_STUDENTS,
     CNN_STUDENTS,
-    PAPER,
     STUDENT_NAMES,
     teacher_label,
 )
@@ -206,9 +206,10 @@ class Run:
         return [s for s in CNN_STUDENTS if self.has(experiment, s, objective)]
 
 
-PAPER_T1 = {"cnn_s": "t1_s", "cnn_m": "t1_m", "cnn_l": "t1_l"}
-PAPER_T2 = {"cnn_s": "t2_s", "cnn_m": "t2_m", "cnn_l": "t2_l"}
-PAPER_ABL = {"hybrid": "abl_hybrid", "tiny_vit": "abl_vit"}
+# Student → key of its number in paper_numbers.yaml, per table of the paper.
+PAPER_T1 = student_keys("t1_s")
+PAPER_T2 = student_keys("t2_s")
+PAPER_ABL = {s: k for s, k in student_keys("abl_hybrid").items() if s not in CNN_STUDENTS}
 
 
 def far_below_teacher(run: Run, metric: str) -> list[dict[str, object]]:

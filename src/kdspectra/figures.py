@@ -23,8 +23,9 @@ from matplotlib.figure import Figure
 from kdspectra.errors import ArtifactError
 from kdspectra.io import PathLike, save_figure
 from kdspectra.provenance import Provenance
+from kdspectra.render import human_params
 from kdspectra.spectrum import effective_rank_from_singular_values
-from kdspectra.tables import STUDENT_NAMES, human_params, teacher_label
+from kdspectra.tables import STUDENT_NAMES, teacher_label
 
 DPI = 200
 # Normalised singular values below this are numerical zeros (float32 embeddings carry ~7

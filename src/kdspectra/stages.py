@@ -543,16 +543,16 @@ def write_table(
     The CSV gets a ``<table>.provenance.json`` sidecar (``out["provenance"]``): commit,
     config hash, teacher weights and the random-init flag, which a CSV cannot carry.
     """
-    from kdspectra import tables
+    from kdspectra import render, tables
 
     frame = tables.build(kind, pd.read_parquet(summary), pd.read_parquet(noise_table), **options)
     provenance = Provenance.from_dict(prov)
     save_csv(out["csv"], frame)
     save_json(out["provenance"], provenance.to_dict())
     if "md" in out:
-        save_text(out["md"], tables.to_markdown(frame, kind, provenance))
+        save_text(out["md"], render.to_markdown(frame, kind, provenance))
     if "tex" in out:
-        save_text(out["tex"], tables.to_latex(frame, kind, provenance))
+        save_text(out["tex"], render.to_latex(frame, kind, provenance))
 
 
 def write_claims(
@@ -589,9 +589,9 @@ def write_paper_comparison(
     out: PathLike,
 ) -> None:
     """Every number of the paper beside ours (rule ``paper_comparison``)."""
-    from kdspectra import tables
+    from kdspectra import paper
 
-    text = tables.paper_comparison(
+    text = paper.paper_comparison(
         pd.read_parquet(summary),
         pd.read_parquet(noise_table),
         Provenance.from_dict(prov),
