@@ -50,6 +50,15 @@ def _as_float64_matrix(x: Any) -> np.ndarray:
     return arr
 
 
+def as_float64_matrix(x: Any) -> np.ndarray:
+    """``x`` as a validated float64 N×D matrix (2-D, ≥ 2 rows, finite, real).
+
+    Public so that other metric modules (:mod:`kdspectra.geometry`) refuse bad input with
+    exactly the messages the effective rank gives.
+    """
+    return _as_float64_matrix(x)
+
+
 def _check_matrix(arr: np.ndarray) -> None:
     """Refuse inputs on which a spectrum is meaningless, with a message saying why."""
     if arr.ndim != 2:
