@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from kdspectra.errors import ArtifactError
-from kdspectra.probe import DEFAULT_C, fit_probe, noise_accuracy, probe_accuracy
+from kdspectra.probe import DEFAULT_C, fit_probe, knn_accuracy, noise_accuracy
 
 
 def blobs(n: int, k: int, d: int, spread: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -33,7 +33,7 @@ def test_shuffled_labels_give_chance() -> None:
     xtr, ytr = blobs(800, 4, 16, spread=6.0, seed=0)
     xte, yte = blobs(800, 4, 16, spread=6.0, seed=1)
     rng = np.random.default_rng(0)
-    acc = probe_accuracy(xtr, rng.permutation(ytr), xte, rng.permutation(yte), seed=0)
+    acc = fit_probe(xtr, rng.permutation(ytr), seed=0).accuracy(xte, rng.permutation(yte))
     assert abs(acc - 0.25) < 0.08
 
 
@@ -109,3 +109,67 @@ def test_fit_runs_blas_on_one_thread_whatever_the_job_was_given(monkeypatch) -> 
         probe = fit_probe(x, y, seed=0, Cs=(0.1, 1.0))
     assert seen and set(seen) == {probe_mod.BLAS_THREADS}
     assert probe.accuracy(x, y) > 0.5
+
+
+def unit(angle_deg: float) -> list[float]:
+    a = np.deg2rad(angle_deg)
+    return [float(np.cos(a)), float(np.sin(a))]
+
+
+def test_knn_weighting_changes_the_vote() -> None:
+    """One very close neighbour of class 1 outweighs two farther ones of class 0 …"""
+    train = np.array([unit(0), unit(40), unit(-40), unit(180)])
+    ytr = np.array([1, 0, 0, 2])
+    query, yq = np.array([unit(0)]), np.array([1])
+    assert knn_accuracy(train, ytr, query, yq, k=3, temperature=0.07) == 1.0
+    # … but with a huge temperature every vote weighs the same: the majority (class 0) wins.
+    assert knn_accuracy(train, ytr, query, yq, k=3, temperature=1e6) == 0.0
+    assert knn_accuracy(train, ytr, query, np.array([0]), k=3, temperature=1e6) == 1.0
+
+
+def test_knn_uses_directions_only() -> None:
+    train = np.array([[1.0, 0.0], [0.0, 1.0]]) * np.array([[1000.0], [0.001]])
+    ytr = np.array([0, 1])
+    test = np.array([[0.1, 1.0], [5.0, 0.2]])
+    assert knn_accuracy(train, ytr, test, np.array([1, 0]), k=1) == 1.0
+
+
+def test_knn_separable_blobs_and_chance() -> None:
+    xtr, ytr = blobs(400, 4, 16, spread=6.0, seed=0)
+    xte, yte = blobs(200, 4, 16, spread=6.0, seed=1)
+    assert knn_accuracy(xtr, ytr, xte, yte) == 1.0
+    shuffled = np.random.default_rng(0).permutation(ytr)
+    assert abs(knn_accuracy(xtr, shuffled, xte, yte) - 0.25) < 0.12
+
+
+def test_knn_chunking_and_k_beyond_train(monkeypatch) -> None:
+    import kdspectra.probe as probe_mod
+
+    xtr, ytr = blobs(60, 3, 8, spread=1.0, seed=2)
+    xte, yte = blobs(50, 3, 8, spread=1.0, seed=3)
+    whole = knn_accuracy(xtr, ytr, xte, yte, k=7)
+    monkeypatch.setattr(probe_mod, "KNN_BLOCK_ELEMENTS", 60 * 4)  # 4 test rows per chunk
+    assert knn_accuracy(xtr, ytr, xte, yte, k=7) == whole
+    # k ≥ N train: every train row votes (clipped), the same as k = N
+    assert knn_accuracy(xtr, ytr, xte, yte, k=10_000) == knn_accuracy(xtr, ytr, xte, yte, k=60)
+
+
+def test_knn_ties_are_deterministic() -> None:
+    train = np.array([[1.0, 0.0]] * 4)  # four identical neighbours, k = 2 picks two of them
+    ytr = np.array([3, 1, 1, 3])
+    # neighbour ties go to the lower train index: rows 0 and 1 → one vote each for 3 and 1;
+    # the vote tie goes to the smaller class label, 1.
+    assert knn_accuracy(train, ytr, np.array([[2.0, 0.0]]), np.array([1]), k=2) == 1.0
+    assert knn_accuracy(train, ytr, np.array([[2.0, 0.0]]), np.array([3]), k=1) == 1.0
+
+
+def test_knn_errors_name_the_problem() -> None:
+    x, y = blobs(20, 2, 4, spread=3.0, seed=0)
+    with pytest.raises(ArtifactError, match=r"4-d.*3-d"):
+        knn_accuracy(x, y, x[:, :3], y)
+    with pytest.raises(ArtifactError, match="labels"):
+        knn_accuracy(x, y[:-1], x, y)
+    with pytest.raises(ValueError, match="k ≥ 1"):
+        knn_accuracy(x, y, x, y, k=0)
+    with pytest.raises(ArtifactError, match="NaN"):
+        knn_accuracy(x, y, np.full((2, 4), np.nan), y[:2])
