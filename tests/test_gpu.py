@@ -18,9 +18,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from kdspectra.inference import embed_images
 from kdspectra.students import build_student
 from kdspectra.teachers import build_teacher
-from kdspectra.train import Preempted, TrainConfig, embed_images, train_student
+from kdspectra.train import Preempted, TrainConfig, train_student
 
 pytestmark = [
     pytest.mark.cuda,

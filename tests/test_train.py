@@ -23,6 +23,7 @@ import torch
 from safetensors.torch import load_file
 
 from kdspectra.errors import ArtifactError, ConfigError
+from kdspectra.inference import embed_images, load_student
 from kdspectra.losses import cosine_distillation
 from kdspectra.students import build_student
 from kdspectra.train import (
@@ -31,8 +32,6 @@ from kdspectra.train import (
     NonFiniteParametersError,
     Preempted,
     TrainConfig,
-    embed_images,
-    load_student,
     train_student,
     warmup_cosine,
 )

@@ -54,7 +54,7 @@ def _deterministic(exc: BaseException) -> bool:
     """Failures that repeat exactly and come after expensive work: a NaN/inf loss or
     parameter. Bad inputs (artifacts, config) fail in seconds, before any training, so a
     retry costs little and they leave nothing behind; a DeviceError may pass elsewhere."""
-    from kdspectra.train import NonFiniteLossError, NonFiniteParametersError
+    from kdspectra.train_record import NonFiniteLossError, NonFiniteParametersError
 
     return isinstance(exc, (NonFiniteLossError, NonFiniteParametersError))
 
