@@ -77,3 +77,21 @@ def test_cpu_model_names_the_cpu_or_falls_back(monkeypatch) -> None:
     monkeypatch.setattr(provenance.Path, "read_text", unreadable)
     monkeypatch.setattr(platform, "processor", lambda: "")
     assert provenance.cpu_model() == platform.machine()
+
+
+def test_footer_names_the_weights_the_teachers_meta_json_records(tmp_path) -> None:
+    """`pretrained: true` loads e.g. hf-hub:timm/…; the footer must say that, read from the
+    meta.json the extract stage wrote, not a label derived from the config."""
+    from kdspectra.errors import ArtifactError
+
+    meta = tmp_path / "meta.json"
+    meta.write_text('{"library": "timm", "weights_source": "hf-hub:timm/x"}')
+    params = {"commit": "c0ffee", "config_hash": "h", "teacher_meta": {"dino": str(meta)}}
+    prov = Provenance.from_dict(params)
+    assert "dino=hf-hub:timm/x" in prov.footer()
+    assert "library default" not in prov.footer() and not prov.random_init
+    meta.write_text('{"weights_source": "random-init"}')
+    assert Provenance.from_dict(params).random_init
+    meta.write_text('{"library": "timm"}')
+    with pytest.raises(ArtifactError, match=r"meta\.json: expected a string 'weights_source'"):
+        Provenance.from_dict(params)

@@ -3,6 +3,11 @@
 A reader holding a figure must be able to find the exact code and config that produced
 it: the git commit (with a ``-dirty`` mark when the tree had local changes), a short hash
 of the resolved config, where the teacher weights came from, and the date.
+
+The weights' source is read from each teacher's ``meta.json`` (``weights_source``, written
+by the extract stage from what the library actually loaded, e.g. ``hf-hub:timm/…``), not
+derived from the config: ``pretrained: true`` says only "the library's default", and the
+footer must name the weights the numbers were computed with.
 """
 
 from __future__ import annotations
@@ -16,6 +21,28 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from kdspectra.errors import ArtifactError
+
+# The key of a teacher's meta.json (Teacher.describe) that names the weights it loaded.
+WEIGHTS_KEY = "weights_source"
+
+
+def teacher_weights(metas: Mapping[str, str | Path]) -> dict[str, str]:
+    """Teacher name → the weights source its ``meta.json`` records (what was loaded)."""
+    out = {}
+    for name, path in metas.items():
+        try:
+            meta = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as err:
+            raise ArtifactError(f"{path}: cannot read {name!r}'s meta.json ({err})") from err
+        if not isinstance(meta, Mapping) or not isinstance(meta.get(WEIGHTS_KEY), str):
+            raise ArtifactError(
+                f"{path}: expected a string {WEIGHTS_KEY!r} (written by the extract stage), "
+                f"found {meta.get(WEIGHTS_KEY) if isinstance(meta, Mapping) else meta!r}"
+            )
+        out[name] = meta[WEIGHTS_KEY]
+    return out
 
 
 def config_hash(config: Mapping[str, Any]) -> str:
@@ -99,10 +126,17 @@ class Provenance:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Provenance:
-        """Inverse of :meth:`to_dict` (ignores derived keys)."""
+        """Inverse of :meth:`to_dict` (ignores derived keys).
+
+        The report rules pass ``teacher_meta`` (teacher → its meta.json) instead of
+        ``teacher_weights``: the weights are then read from those files (see the module
+        docstring)."""
+        weights = data.get("teacher_weights", {})
+        if "teacher_meta" in data:
+            weights = teacher_weights(data["teacher_meta"])
         return cls(
             commit=str(data["commit"]),
             config_hash=str(data["config_hash"]),
-            teacher_weights=dict(data.get("teacher_weights", {})),
+            teacher_weights=dict(weights),
             date=str(data.get("date", _dt.date.today().isoformat())),
         )

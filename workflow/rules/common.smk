@@ -22,13 +22,13 @@ from kdspectra.config import (
     load_schema,
     needs_download,
     probe_options,
-    teacher_weights_source,
     validate_config,
 )
 from kdspectra import resources as req
 from kdspectra.device import FALLBACK_ENV
 from kdspectra.errors import ConfigError
 from kdspectra.provenance import config_hash, git_commit
+from kdspectra import report_options
 from kdspectra.report_plan import plan_report
 from snakemake.logging import logger
 
@@ -230,35 +230,29 @@ def training_device():
     return config["device"]
 
 
+def teacher_metas():
+    """Teacher -> its meta.json, which records the weights the extract stage loaded."""
+    return {
+        experiment(exp)["teacher"]: (
+            f"{teacher_dir(experiment(exp)['dataset'], experiment(exp)['teacher'])}"
+            "/meta.json"
+        )
+        for exp in enabled_experiments(config)
+    }
+
+
 def provenance():
-    """Commit, config hash and teacher weight sources, stamped on every table/figure."""
+    """Commit, config hash and the teachers' meta.json, stamped on every table/figure
+    (kdspectra.provenance reads the weights actually loaded from the meta.json)."""
     return {
         "commit": git_commit(workflow.basedir),
         "config_hash": config_hash(config),
-        "teacher_weights": {
-            experiment(exp)["teacher"]: teacher_weights_source(
-                config["teachers"][experiment(exp)["teacher"]]
-            )
-            for exp in enabled_experiments(config)
-        },
+        "teacher_meta": teacher_metas(),
     }
 
 
 def table_options(kind):
-    """Builder options: the students (and objectives) the plan found in the experiment."""
-    rep = config["report"]
-    built_over = REPORT.include.get(kind, {})
-    if kind in ("table1", "table2", "ablation"):
-        return {"experiment": rep["tables"], **built_over}
-    if kind == "fig2":
-        return {"experiment": rep["figures"], **built_over}
-    if kind == "fig3":
-        return {
-            "experiment": rep["figures"],
-            "objective": rep["fig3_objective"],
-            **built_over,
-        }
-    return {}
+    return report_options.table_options(config, REPORT, kind)
 
 
 # ---------------------------------------------------------------- resources
@@ -377,47 +371,19 @@ FIGURE_TABLES = {"fig2_effective_rank": "fig2", "fig3_noise_robustness": "fig3"}
 
 
 def figure_input(wildcards):
+    meta = {"teacher_meta": list(teacher_metas().values())}
     if wildcards.figure == "fig1_spectrum":
-        return {"spectra": fig1_input(wildcards)}
-    return {"table": f"{RUN}/tables/{FIGURE_TABLES[wildcards.figure]}.csv"}
+        return {"spectra": fig1_input(wildcards)} | meta
+    return {"table": f"{RUN}/tables/{FIGURE_TABLES[wildcards.figure]}.csv"} | meta
 
 
 def figure_options(figure):
-    rep = config["report"]
-    if figure == "fig1_spectrum":
-        return {
-            "experiment": rep["tables"],
-            "student": rep["fig1_student"],
-            "teacher": experiment(rep["tables"])["teacher"],
-            "seeds": config["seeds"],
-        }
-    return {
-        "experiment": rep["figures"],
-        "teacher": experiment(rep["figures"])["teacher"],
-    }
+    return report_options.figure_options(config, figure)
 
 
 def paper_comparison_options():
-    """Which experiment plays which paper run, the open choices, what was left out."""
-    rep = config["report"]
-    return {
-        "tables_experiment": rep["tables"],
-        "figures_experiment": rep["figures"],
-        "fig3_objective": rep["fig3_objective"],
-        "config": {
-            k: config[k] for k in ("seeds", "training", "evaluation", "teachers")
-        },
-        "omitted": REPORT.omitted,
-    }
+    return report_options.paper_comparison_options(config, REPORT)
 
 
 def claims_options():
-    rep = config["report"]
-    return {
-        "tables_experiment": rep["tables"],
-        "figures_experiment": rep["figures"],
-        "table_students": rep["table_students"],
-        "ablation_students": rep["ablation_students"],
-        "noise_objective": rep["fig3_objective"],
-        "omitted": REPORT.omitted,
-    }
+    return report_options.claims_options(config, REPORT)

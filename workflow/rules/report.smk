@@ -1,7 +1,7 @@
 # Report stage: Tables I-II, the ablation, the teachers table, the data behind Figures 2
 # and 3, the paper comparison, the claims judged, Figures 1-3 and the resolved config.
-# Every CSV has a .provenance.json sidecar (commit, config hash, teacher weights,
-# random-init flag). Cheap, so they run on the submit host.
+# Every CSV has a .provenance.json sidecar (commit, config hash, teacher weights as the
+# teachers' meta.json record them, random-init flag). Cheap, so they run on the submit host.
 
 
 localrules:
@@ -31,6 +31,8 @@ rule table:
     input:
         summary=f"{RUN}/summary.parquet",
         noise=f"{RUN}/noise.parquet",
+        # The footers name the weights each teacher's meta.json says were loaded.
+        teacher_meta=list(teacher_metas().values()),
     output:
         csv=report(
             f"{RUN}/tables/{{table}}.csv",
@@ -55,6 +57,8 @@ rule data_table:
     input:
         summary=f"{RUN}/summary.parquet",
         noise=f"{RUN}/noise.parquet",
+        # The footers name the weights each teacher's meta.json says were loaded.
+        teacher_meta=list(teacher_metas().values()),
     output:
         csv=report(
             f"{RUN}/tables/{{data_table}}.csv",
@@ -79,6 +83,8 @@ rule paper_comparison:
     input:
         summary=f"{RUN}/summary.parquet",
         noise=f"{RUN}/noise.parquet",
+        # The footers name the weights each teacher's meta.json says were loaded.
+        teacher_meta=list(teacher_metas().values()),
     output:
         report(
             f"{RUN}/tables/paper_comparison.md",
@@ -100,6 +106,8 @@ rule claims:
     input:
         summary=f"{RUN}/summary.parquet",
         noise=f"{RUN}/noise.parquet",
+        # The footers name the weights each teacher's meta.json says were loaded.
+        teacher_meta=list(teacher_metas().values()),
     output:
         csv=f"{RUN}/tables/claims.csv",
         md=report(
