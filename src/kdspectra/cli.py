@@ -1,24 +1,49 @@
 """``kdspectra`` command line: the paper's effective rank for your own embeddings.
 
-``kdspectra rank FILE.npy`` loads an N×D matrix (rows = samples), centres it and prints
-the entropy effective rank the paper uses (and, on request, the Roy–Vetterli variant,
-always labelled). ``kdspectra stage-times RESULTS_DIR`` prints which stage of a finished
-workflow run cost what, from Snakemake's ``benchmark:`` files. Bad input is a user error,
-not a bug: it prints one line naming the file and the problem and exits with status 2,
-without a traceback.
+``kdspectra geometry EMB`` reads an N×D matrix (rows = samples) from ``.npy``, ``.npz``,
+``.pt``/``.pth``, ``.safetensors``, ``.parquet`` or ``.csv`` (:mod:`kdspectra.embedding_files`)
+and prints every metric of :mod:`kdspectra.geometry` as a table, or as one JSON object
+with ``--json``; ``--labels`` adds the per-class effective rank, ``--reference`` (e.g. the
+teacher's embeddings of the same images) adds linear CKA and the mean cosine to it.
+``kdspectra rank EMB`` is the short alias: the entropy effective rank the paper uses (and,
+on request, the Roy–Vetterli variant, always labelled). ``kdspectra stage-times RESULTS_DIR``
+prints which stage of a finished workflow run cost what, from Snakemake's ``benchmark:``
+files. Bad input is a user error, not a bug: it prints one line naming the file and the
+problem and exits with status 2, without a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import sys
 from pathlib import Path
 
+from kdspectra.embedding_files import SUFFIXES, read_embeddings, read_labels
 from kdspectra.errors import KdspectraError
-from kdspectra.io import load_npy, save_csv, save_figure
+from kdspectra.io import save_csv, save_figure
 from kdspectra.spectrum import VARIANT_LABELS, effective_rank_from_singular_values, singular_values
 
 EXIT_USAGE = 2
+FORMATS = ", ".join(SUFFIXES)
+
+# What each metric of ``kdspectra geometry`` measures, in the order the table prints them.
+METRIC_HELP = {
+    "effective_rank": "entropy effective rank, p ∝ σ² of the centred matrix (paper Eq. 3)",
+    "effective_rank_l2": "the same after L2-normalising rows (directions only)",
+    "rankme": "RankMe: p = σ/‖σ‖₁ of the uncentred matrix (Garrido 2023)",
+    "participation_ratio": "(Σλ)²/Σλ², λ = σ² centred",
+    "stable_rank": "Σλ/λ₁: variance in units of the top direction's",
+    "alpha_req": "α-ReQ: λ_i ∝ i^−α, OLS over the fit range (Agrawal 2022)",
+    "alpha_req_r2": "R² of that power-law fit",
+    "alpha_req_points": "eigenvalues inside the fit range (α is NaN below 2)",
+    "uniformity": "ln mean exp(−2‖u_i−u_j‖²), u = unit rows (Wang & Isola 2020)",
+    "uniformity_subsample": "rows subsampled for uniformity (none: exact)",
+    "per_class_effective_rank": "mean effective rank within classes of ≥ 2 rows",
+    "linear_cka": "linear CKA to the reference (Kornblith 2019)",
+    "cos_to_reference": "mean cosine of row i to reference row i",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Centre the matrix (subtract column means), take its singular values "
         "in float64 and print the effective rank.",
     )
-    rank.add_argument("file", type=Path, help="a .npy file holding an N×D numeric matrix")
+    rank.add_argument("file", type=Path, help=f"an N×D numeric matrix ({FORMATS})")
+    rank.add_argument("--key", help="the array / tensor / columns to read when a file has several")
     rank.add_argument(
         "--variant",
         choices=("entropy", "roy_vetterli", "both"),
@@ -40,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
         help="entropy: p ∝ σ² (the paper's, default); roy_vetterli: p ∝ σ (RankMe-style)",
     )
     rank.add_argument("--plot", type=Path, help="also plot the spectrum σ_i/σ_1 to this image")
+    _geometry_parser(sub)
     stages = sub.add_parser(
         "stage-times",
         help="per-stage time of a finished run, from its benchmark files",
@@ -51,8 +78,70 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _geometry_parser(sub: argparse._SubParsersAction) -> None:
+    geo = sub.add_parser(
+        "geometry",
+        help="every geometry metric of an N×D embedding matrix",
+        description="Effective rank (raw and L2), RankMe, participation ratio, stable rank, "
+        "α-ReQ, uniformity; per-class effective rank with --labels; linear CKA and mean "
+        f"cosine with --reference. Reads {FORMATS}.",
+    )
+    geo.add_argument("file", type=Path, help=f"an N×D numeric matrix ({FORMATS})")
+    geo.add_argument("--key", help="array / tensor name, or comma-separated table columns")
+    geo.add_argument("--labels", type=Path, help="N class labels (any format above)")
+    geo.add_argument("--reference", type=Path, help="row-paired N×D' matrix, e.g. the teacher's")
+    geo.add_argument("--reference-key", help="--key for the reference file")
+    geo.add_argument(
+        "--alpha-fit", type=int, nargs=2, default=(10, 100), metavar=("LO", "HI"),
+        help="α-ReQ fit range [LO, HI) of 1-based indices (default 10 100)",
+    )  # fmt: skip
+    geo.add_argument("--seed", type=int, default=0, help="seed of uniformity's subsample")
+    geo.add_argument("--json", action="store_true", help="print one JSON object instead")
+    geo.add_argument("--plot", type=Path, help="also plot the spectrum (log-log) to this image")
+
+
+def _json_value(value: object) -> object:
+    """JSON has no NaN: an undefined metric (e.g. α with too few points) becomes null."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _geometry(args: argparse.Namespace) -> int:
+    from kdspectra.geometry import geometry_metrics
+
+    emb = read_embeddings(args.file, args.key)
+    labels = None if args.labels is None else read_labels(args.labels, len(emb.array))
+    ref = None
+    if args.reference is not None:
+        ref = read_embeddings(args.reference, args.reference_key).array
+        if len(ref) != len(emb.array):
+            raise KdspectraError(
+                f"{args.reference}: expected {len(emb.array)} rows (one per row of "
+                f"{args.file}), found {len(ref)}"
+            )
+    metrics = geometry_metrics(
+        emb.array, labels, ref, alpha_fit=tuple(args.alpha_fit), seed=args.seed
+    )
+    n, dim = emb.array.shape
+    if args.json:
+        out = {"n": n, "dim": dim, "dtype": emb.dtype} | metrics
+        print(json.dumps({k: _json_value(v) for k, v in out.items()}, indent=2))
+    else:
+        print(f"{args.file}: {n} rows × {dim} columns, {emb.dtype}")
+        for name, value in metrics.items():
+            shown = "—" if value is None else f"{value:.4f}" if isinstance(value, float) else value
+            print(f"  {name:<26} {shown!s:>10}   {METRIC_HELP.get(name, '')}")
+    if args.plot is not None:
+        from kdspectra.geometry_plot import save_spectrum_plot  # matplotlib only when asked
+
+        s = singular_values(emb.array)
+        save_spectrum_plot(s, args.plot, title=f"Spectrum of {args.file.name}",
+                           alpha_fit=tuple(args.alpha_fit))  # fmt: skip
+        print(f"spectrum plot: {args.plot}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
 def _rank(args: argparse.Namespace) -> int:
-    emb = load_npy(args.file, ndim=2, finite=True)
+    emb = read_embeddings(args.file, args.key).array
     s = singular_values(emb)
     print(f"{args.file}: {emb.shape[0]} rows × {emb.shape[1]} columns (centred)")
     variants = ("entropy", "roy_vetterli") if args.variant == "both" else (args.variant,)
@@ -79,7 +168,7 @@ def _stage_times(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"rank": _rank, "stage-times": _stage_times}
+COMMANDS = {"geometry": _geometry, "rank": _rank, "stage-times": _stage_times}
 
 
 def main(argv: list[str] | None = None) -> int:
