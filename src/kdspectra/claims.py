@@ -24,12 +24,8 @@ import pandas as pd
 
 from kdspectra.paper import PAPER, student_keys
 from kdspectra.provenance import Provenance
-from kdspectra.tables import (
-    ABLATION_STUDENTS,
-    CNN_STUDENTS,
-    STUDENT_NAMES,
-    teacher_label,
-)
+from kdspectra.render import student_label, teacher_label
+from kdspectra.tables import ABLATION_STUDENTS, CNN_STUDENTS
 
 COLUMNS = ("claim", "quantity", "paper", "ours", "ci_low", "ci_high", "n_seeds", "verdict")
 VERDICTS = ("holds", "fails", "inconclusive", "not tested")
@@ -183,7 +179,7 @@ def _paper_er(key: str) -> float:
 
 
 def _name(student: str) -> str:
-    return STUDENT_NAMES.get(student, student)
+    return student_label(student)
 
 
 @dataclass(frozen=True)

@@ -20,19 +20,20 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from kdspectra import registry
 from kdspectra.errors import ArtifactError
 from kdspectra.io import PathLike, save_figure
 from kdspectra.provenance import Provenance
-from kdspectra.render import human_params
+from kdspectra.render import human_params, objective_label, student_label, teacher_label
 from kdspectra.spectrum import effective_rank_from_singular_values
-from kdspectra.tables import STUDENT_NAMES, teacher_label
 
 DPI = 200
 # Normalised singular values below this are numerical zeros (float32 embeddings carry ~7
 # significant digits; centred N×D data with N ≤ D has an exact zero), not geometry.
 SPECTRUM_FLOOR = 1e-6
-OBJECTIVE_LABELS = {"cosine": "cosine", "cosine_infonce": "cosine + InfoNCE"}
-OBJECTIVE_COLOURS = {"cosine": "#4C72B0", "cosine_infonce": "#DD8452"}
+# Labels and colours of the registered objectives (one colour per objective in every figure).
+OBJECTIVE_LABELS = {o: registry.objective(o).label for o in registry.objective_names()}
+OBJECTIVE_COLOURS = {o: registry.objective(o).colour for o in registry.objective_names()}
 
 Spectrum = np.ndarray | Sequence[np.ndarray]
 
@@ -342,12 +343,12 @@ def fig1_from_files(
             f"fig1: expected 1 teacher + 2 × {n} student spectra, got {len(spectra)} files"
         )
     runs = [read_spectrum(p) for p in spectra]
-    name = STUDENT_NAMES.get(student, student)
+    name = student_label(student)
     tlabel = f"Teacher-{teacher_label(teacher)}" if teacher else "Teacher"
     curves = {
         tlabel: runs[0],
-        f"{name}, cosine": runs[1 : 1 + n],
-        f"{name}, cosine + InfoNCE": runs[1 + n :],
+        f"{name}, {objective_label('cosine')}": runs[1 : 1 + n],
+        f"{name}, {objective_label('cosine_infonce')}": runs[1 + n :],
     }
     subtitle = _subtitle(experiment, teacher)
     return fig1(curves, subtitle=subtitle, provenance=provenance, png=png, pdf=pdf)

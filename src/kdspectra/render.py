@@ -15,6 +15,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from kdspectra import registry
 from kdspectra.provenance import Provenance
 
 HEADERS = {
@@ -42,6 +43,31 @@ DECIMALS = {
     "cos_to_teacher": 3,
     "accuracy": 4,
 }
+
+
+def student_label(student: str, *, ablation: bool = False) -> str:
+    """The paper's name of a registered student (its ablation-table label with
+    ``ablation``), looked up when called so students registered later show too; an
+    unregistered name is shown as it is."""
+    if student not in registry.student_names():
+        return student
+    entry = registry.student(student)
+    return entry.ablation_name if ablation else entry.display_name
+
+
+def objective_label(objective: str) -> str:
+    """How tables and figures name an objective (``cosine + InfoNCE``)."""
+    if objective not in registry.objective_names():
+        return objective
+    return registry.objective(objective).label
+
+
+def teacher_label(teacher: str) -> str:
+    """Paper-style short name of a teacher config key (``clip_vit_b32`` → ``CLIP``)."""
+    low = teacher.lower()
+    if "dinov2" in low:
+        return "DINOv2"
+    return "CLIP" if "clip" in low else teacher
 
 
 def human_params(n: float) -> str:

@@ -21,7 +21,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from kdspectra import registry
 from kdspectra.errors import ArtifactError
+from kdspectra.render import objective_label, student_label, teacher_label
 
 SUMMARY_COLUMNS = (
     "experiment",
@@ -44,26 +46,18 @@ GEOMETRY_METRICS = ("effective_rank", "effective_rank_l2", "norm_cv")
 STUDENT_METRICS = (*GEOMETRY_METRICS, "cos_to_teacher")
 NOISE_COLUMNS = ("experiment", "role", "student", "objective", "seed", "sigma", "accuracy")
 
-CNN_STUDENTS = ("cnn_s", "cnn_m", "cnn_l")
-ABLATION_STUDENTS = ("cnn_s", "hybrid", "tiny_vit")
-OBJECTIVES = ("cosine", "cosine_infonce")
+# Defaults from the registry: the CNN students (Tables I–II, Figures 2–3) and the first
+# registered student of each family (the ablation: local CNN, semi-global Hybrid, global ViT).
+CNN_STUDENTS = tuple(s for s in registry.student_names() if registry.student(s).family == "cnn")
+_FIRST_OF_FAMILY: dict[str, str] = {}
+for _s in registry.student_names():
+    _FIRST_OF_FAMILY.setdefault(registry.student(_s).family, _s)
+ABLATION_STUDENTS = tuple(_FIRST_OF_FAMILY.values())
+OBJECTIVES = registry.objective_names()
 
-# Display names from the paper, so a reader can hold the paper and the tables side by side.
-STUDENT_NAMES = {
-    "cnn_s": "Student-S",
-    "cnn_m": "Student-M",
-    "cnn_l": "Student-L",
-    "hybrid": "Hybrid",
-    "tiny_vit": "Tiny ViT",
-}
-ABLATION_NAMES = {
-    "cnn_s": "CNN",
-    "cnn_m": "CNN",
-    "cnn_l": "CNN",
-    "hybrid": "Hybrid",
-    "tiny_vit": "Tiny ViT",
-}
-OBJECTIVE_NAMES = {"cosine": "cosine", "cosine_infonce": "cosine + InfoNCE"}
+# The registered students' names at import (the builders look names up when called).
+STUDENT_NAMES = {s: student_label(s) for s in registry.student_names()}
+ABLATION_NAMES = {s: student_label(s, ablation=True) for s in registry.student_names()}
 
 
 # --------------------------------------------------------------------------- selection
@@ -123,12 +117,20 @@ def _finish(records: list[dict[str, object]], metrics: Sequence[str]) -> pd.Data
     return out
 
 
+def _label(student: str, names: Mapping[str, str] | None, ablation: bool = False) -> str:
+    """``names[student]`` when given, else the registry's name for the student."""
+    if names is not None and student in names:
+        return names[student]
+    return student_label(student, ablation=ablation)
+
+
 def _student_records(
     summary: pd.DataFrame,
     experiment: str,
     students: Sequence[str],
     objective: str,
-    names: Mapping[str, str],
+    names: Mapping[str, str] | None,
+    ablation: bool = False,
 ) -> list[dict[str, object]]:
     require_columns(summary, SUMMARY_COLUMNS, "run summary")
     records = []
@@ -141,19 +143,11 @@ def _student_records(
             student=s,
             objective=objective,
         )
-        records.append(_model_row(rows, names.get(s, s), STUDENT_METRICS))
+        records.append(_model_row(rows, _label(s, names, ablation), STUDENT_METRICS))
     return records
 
 
 # --------------------------------------------------------------------------- tables
-
-
-def teacher_label(teacher: str) -> str:
-    """Paper-style short name of a teacher config key (``clip_vit_b32`` → ``CLIP``)."""
-    low = teacher.lower()
-    if "dinov2" in low:
-        return "DINOv2"
-    return "CLIP" if "clip" in low else teacher
 
 
 def _teacher_record(summary: pd.DataFrame, experiment: str, label: str | None) -> dict:
@@ -174,7 +168,7 @@ def table1(
     students: Sequence[str] = CNN_STUDENTS,
     objective: str = "cosine",
     teacher_label: str | None = None,
-    names: Mapping[str, str] = STUDENT_NAMES,
+    names: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Table I: ``Teacher-<label>`` and the cosine-distilled students of one experiment.
 
@@ -186,8 +180,7 @@ def table1(
     frame = _finish([teacher, *records], STUDENT_METRICS)
     return _titled(
         frame,
-        f"Table I — teacher and {OBJECTIVE_NAMES.get(objective, objective)}"
-        f"-distilled students ({experiment})",
+        f"Table I — teacher and {objective_label(objective)}-distilled students ({experiment})",
     )
 
 
@@ -197,12 +190,12 @@ def table2(
     experiment: str = "clip_cifar10",
     students: Sequence[str] = CNN_STUDENTS,
     objective: str = "cosine_infonce",
-    names: Mapping[str, str] = STUDENT_NAMES,
+    names: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Table II: the same students trained with cosine + InfoNCE."""
     records = _student_records(summary, experiment, students, objective, names)
     frame = _finish(records, STUDENT_METRICS)
-    obj = OBJECTIVE_NAMES.get(objective, objective)
+    obj = objective_label(objective)
     return _titled(frame, f"Table II — students distilled with {obj} ({experiment})")
 
 
@@ -212,12 +205,12 @@ def ablation(
     experiment: str = "clip_cifar10",
     students: Sequence[str] = ABLATION_STUDENTS,
     objective: str = "cosine",
-    names: Mapping[str, str] = ABLATION_NAMES,
+    names: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """§III-B ablation: local CNN vs semi-global Hybrid vs global Tiny ViT, cosine."""
-    records = _student_records(summary, experiment, students, objective, names)
+    records = _student_records(summary, experiment, students, objective, names, True)
     frame = _finish(records, STUDENT_METRICS)
-    obj = OBJECTIVE_NAMES.get(objective, objective)
+    obj = objective_label(objective)
     return _titled(frame, f"Architecture ablation (§III-B) — {obj} distillation ({experiment})")
 
 
@@ -257,7 +250,7 @@ def fig2_data(
     experiment: str = "dinov2_cifar100",
     students: Sequence[str] = CNN_STUDENTS,
     objectives: Sequence[str] = OBJECTIVES,
-    names: Mapping[str, str] = STUDENT_NAMES,
+    names: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Figure 2 data: raw and L2 effective rank per student × objective (mean, std, n over
     seeds) and each model's rank ceiling.
@@ -284,7 +277,7 @@ def fig2_data(
                 {
                     "role": "student",
                     "student": s,
-                    "model": names.get(s, s),
+                    "model": _label(s, names),
                     "params": int(rows["params"].iloc[0]),
                     "objective": obj,
                 }
@@ -318,7 +311,7 @@ def fig3_data(
     experiment: str = "dinov2_cifar100",
     students: Sequence[str] = CNN_STUDENTS,
     objective: str = "cosine_infonce",
-    names: Mapping[str, str] = STUDENT_NAMES,
+    names: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Figure 3 data: probe accuracy (fraction) vs σ per student, mean/std/n over seeds.
 
@@ -351,7 +344,7 @@ def fig3_data(
         base = {
             "role": "student",
             "student": s,
-            "model": names.get(s, s),
+            "model": _label(s, names),
             "params": int(p["params"].iloc[0]),
             "objective": objective,
         }
