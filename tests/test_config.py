@@ -61,11 +61,47 @@ def test_defaults_fill_named_maps() -> None:
     assert cfg["evaluation"]["noise_sigmas"][0] == 0.0
 
 
-def test_registry_matches_schema() -> None:
+def test_schema_yaml_lists_the_registry_names() -> None:
+    """The YAML's name lists are documentation; load_schema fills the registry's. They may
+    not drift apart (the `students` and `objectives` defaults mean "all")."""
+    raw = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    defs = raw["definitions"]
+    assert tuple(defs["student"]["enum"]) == registry.student_names()
+    assert tuple(defs["objective"]["enum"]) == registry.objective_names()
+    assert tuple(defs["teacher_library"]["enum"]) == registry.TEACHER_LIBRARIES
+    assert tuple(defs["dataset_format"]["enum"]) == registry.DATASET_FORMATS
+    assert tuple(raw["properties"]["students"]["default"]) == registry.student_names()
+    objectives = raw["properties"]["experiments"]["additionalProperties"]["properties"]
+    assert tuple(objectives["objectives"]["default"]) == registry.objective_names()
+
+
+def test_schema_names_each_list_once() -> None:
+    """Every student/objective/library/format enum is a $ref to its one definition."""
+    text = (REPO / "workflow" / "schemas" / "config.schema.yaml").read_text()
+    for names in (
+        registry.student_names(),
+        registry.objective_names(),
+        registry.TEACHER_LIBRARIES,
+        registry.DATASET_FORMATS,
+    ):
+        assert text.count(f"enum: [{', '.join(names)}]") == 1, names
+
+
+def test_registry_matches_loaded_schema() -> None:
     props = SCHEMA["properties"]
-    assert tuple(props["students"]["items"]["enum"]) == registry.STUDENTS
+    assert SCHEMA["definitions"]["student"]["enum"] == list(registry.student_names())
+    assert props["students"]["items"] == {"$ref": "#/definitions/student"}
     objectives = props["experiments"]["additionalProperties"]["properties"]["objectives"]
-    assert tuple(objectives["items"]["enum"]) == registry.OBJECTIVES
+    assert objectives["items"] == {"$ref": "#/definitions/objective"}
+    assert SCHEMA["definitions"]["objective"]["enum"] == list(registry.objective_names())
+
+
+def test_experiment_models_round_trip_through_model_id() -> None:
+    cfg = validate_config(copy.deepcopy(PAPER), SCHEMA)
+    teacher, *students = experiment_models(cfg, "clip_cifar10")
+    assert teacher == registry.TEACHER_MODEL
+    assert [registry.ModelId.parse(m).format() for m in students] == students
+    assert registry.ModelId("cnn_s", "cosine", 2).format() in students
 
 
 def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:

@@ -5,15 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
+from kdspectra import registry
 from kdspectra.errors import ConfigError
 from kdspectra.students import (
-    ARCHITECTURES,
-    STUDENTS,
     ScalableCNN,
     TokenTransformer,
     build_student,
     count_parameters,
 )
+
+STUDENTS = registry.student_names()
 
 # Paper budgets (Student-S/M/L: 0.5M/2.0M/8.0M; ablation students at the Student-S
 # budget) with the tolerance DESIGN.md allows, counted with a 512-d head.
@@ -28,6 +29,10 @@ BUDGETS = {
 
 def test_every_student_has_a_budget() -> None:
     assert set(BUDGETS) == set(STUDENTS)
+    # The registry carries the paper's budgets too (tables cite them): the same numbers.
+    assert {n: registry.student(n).params_budget for n in STUDENTS} == {
+        n: target for n, (target, _) in BUDGETS.items()
+    }
 
 
 @pytest.mark.parametrize("name", STUDENTS)
@@ -40,7 +45,11 @@ def test_parameter_budget(name: str) -> None:
 def test_cnn_sizes_are_one_class_with_a_width_factor() -> None:
     models = [build_student(n, 512) for n in ("cnn_s", "cnn_m", "cnn_l")]
     assert all(type(m) is ScalableCNN for m in models)
-    assert [ARCHITECTURES[n].width for n in ("cnn_s", "cnn_m", "cnn_l")] == [1.0, 2.0, 4.0]
+    assert [registry.student(n).architecture.width for n in ("cnn_s", "cnn_m", "cnn_l")] == [
+        1.0,
+        2.0,
+        4.0,
+    ]
     stems = [m.features[0][0].out_channels for m in models]
     assert stems[1] == 2 * stems[0] and stems[2] == 4 * stems[0]
     assert isinstance(build_student("hybrid", 512), TokenTransformer)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,7 +30,7 @@ from PIL import Image
 from timm.data import create_transform, resolve_data_config
 
 from kdspectra.errors import ArtifactError, ConfigError, DataError, KdspectraError
-from kdspectra.teachers import Teacher, build_teacher, preprocess_batch
+from kdspectra.teachers import Teacher, build_teacher, parse_spec, preprocess_batch
 
 CLIP_SIZE, DINO_SIZE, TINY_SIZE = 64, 56, 32
 TOLERANCE = 0.04
@@ -330,6 +331,27 @@ def test_open_clip_config_errors_name_the_key(change: dict[str, Any], key: str) 
 def test_timm_config_errors_name_the_key(change: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigError, match=rf"teachers\.tiny\.{key}"):
         build_teacher({**TINY_SPEC, **change})
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "expected"),
+    [({"image_size": 13}, "image_size", ">= 14"), ({"library": "keras"}, "library", "timm"),
+     ({"init_seed": True}, "init_seed", "integer"), ({"colour": 1}, "clip", "colour")],
+)  # fmt: skip
+def test_parse_spec_applies_the_config_schema(
+    change: dict[str, Any], key: str, expected: str
+) -> None:
+    # One validator: the schema's bounds (image_size >= 14), not a second set of numbers.
+    with pytest.raises(ConfigError, match=rf"'teachers\.clip(\.{key})?'.*{re.escape(expected)}"):
+        parse_spec({**CLIP_SPEC, **change})
+
+
+def test_parse_spec_builds_the_typed_entry(tmp_path: Path) -> None:
+    weights = tmp_path / "w.safetensors"
+    spec = parse_spec({**TINY_SPEC, "pretrained": str(weights), "cache_dir": "~/hub"})
+    assert (spec.name, spec.library, spec.image_size, spec.init_seed) == ("tiny", "timm", 32, 0)
+    assert spec.weights_file == weights.resolve() and not spec.cache_dir.startswith("~")
+    assert parse_spec({**TINY_SPEC, "pretrained": "hf-hub:timm/x"}).weights_file is None
 
 
 @pytest.mark.parametrize("spec", [CLIP_SPEC, TINY_SPEC], ids=["open_clip", "timm"])

@@ -17,10 +17,17 @@ from typing import Any
 import jsonschema
 import yaml
 
+from kdspectra import registry
 from kdspectra.errors import ConfigError
-from kdspectra.registry import DEFAULT_FORMATS, OFFLINE_FORMATS
+from kdspectra.registry import DEFAULT_FORMATS, OFFLINE_FORMATS, TEACHER_MODEL, ModelId
 
+# A `pretrained` string that ends in one of these names a local weights file, not a tag.
 WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".safetensors", ".ckpt", ".npz")
+# `pretrained` / `model` prefixes that the libraries resolve themselves (never a file of ours).
+HUB_PREFIXES = ("hf-hub:", "local-dir:")
+# The schema the Snakefile validates with; library code that receives one config entry
+# (kdspectra.teachers.parse_spec) validates it against the same rules.
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 # A run name is one folder under results/; the schema's `name` pattern says the same.
 RUN_NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 # Folders under results/ that every run shares: prepared data, downloads, job logs, and
@@ -28,9 +35,27 @@ RUN_NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 RESERVED_RUN_NAMES = frozenset({"data", "downloads", "logs", "bench"})
 
 
-def load_schema(path: str | Path) -> dict[str, Any]:
-    """Read the YAML JSON-schema."""
-    return yaml.safe_load(Path(path).read_text())
+def load_schema(path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
+    """Read the YAML JSON-schema, with its name enums taken from :mod:`kdspectra.registry`.
+
+    The YAML lists the names too (as documentation, kept equal by a test); replacing them
+    here means a student or objective registered in code validates without editing the
+    schema. The ``students`` and ``objectives`` defaults mean "all registered" and follow.
+    """
+    schema = yaml.safe_load(Path(path).read_text())
+    names = {
+        "student": registry.student_names(),
+        "objective": registry.objective_names(),
+        "teacher_library": registry.TEACHER_LIBRARIES,
+        "dataset_format": registry.DATASET_FORMATS,
+    }
+    for key, values in names.items():
+        schema["definitions"][key]["enum"] = list(values)
+    props = schema["properties"]
+    props["students"]["default"] = list(registry.student_names())
+    objectives = props["experiments"]["additionalProperties"]["properties"]["objectives"]
+    objectives["default"] = list(registry.objective_names())
+    return schema
 
 
 def _key(path: Any) -> str:
@@ -74,6 +99,22 @@ def check_schema(config: Mapping[str, Any], schema: Mapping[str, Any]) -> None:
     )
     if errors:
         raise ConfigError(_format_error(errors[0]))
+
+
+def check_entry(
+    entry: Mapping[str, Any], section: str, name: str, schema: Mapping[str, Any] | None = None
+) -> None:
+    """Validate one entry of a named map (``teachers.<name>``) against the schema's rules.
+
+    For library code that is handed a single entry rather than a validated config: the
+    schema stays the one validator, and messages name the full key (``teachers.clip.model``).
+    """
+    schema = load_schema() if schema is None else schema
+    part = {
+        "definitions": schema.get("definitions", {}),
+        "properties": {section: schema["properties"][section]},
+    }
+    check_schema({section: {name: dict(entry)}}, part)
 
 
 def _resolve_ref(schema: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -155,21 +196,18 @@ def dataset_of_key(config: Mapping[str, Any], key: str) -> str:
     )
 
 
-def is_weight_file(pretrained: Any) -> bool:
-    """A ``pretrained`` string that names a local file rather than a library tag."""
-    if not isinstance(pretrained, str) or pretrained.startswith("hf-hub:"):
-        return False
-    return os.sep in pretrained or pretrained.endswith(WEIGHT_SUFFIXES)
+def weights_file(pretrained: Any) -> Path | None:
+    """The local weights file a ``pretrained`` value names, or None for a tag, the hub,
+    ``true`` or random init.
 
-
-def teacher_weights_source(spec: Mapping[str, Any]) -> str:
-    """How a teacher's weights are obtained: a tag, a file, the hub, or random init."""
-    pretrained = spec.get("pretrained")
-    if pretrained in (None, False):
-        return "random-init"
-    if pretrained is True:
-        return "pretrained (library default)"
-    return str(pretrained)
+    A string is a file when it has a path separator, a weights suffix, or exists on disk;
+    the file itself may be missing (the caller says so, naming the key).
+    """
+    if not isinstance(pretrained, str) or not pretrained or pretrained.startswith(HUB_PREFIXES):
+        return None
+    if os.sep in pretrained or pretrained.endswith(WEIGHT_SUFFIXES) or os.path.exists(pretrained):
+        return Path(os.path.expanduser(pretrained)).resolve()
+    return None
 
 
 def enabled_experiments(config: Mapping[str, Any]) -> list[str]:
@@ -187,12 +225,12 @@ def experiment_models(config: Mapping[str, Any], experiment: str) -> list[str]:
     """Model ids of an experiment: ``teacher`` and ``<student>/<objective>/seed<k>``."""
     exp = config["experiments"][experiment]
     students = [
-        f"{s}/{o}/seed{k}"
+        ModelId(s, o, k).format()
         for s in experiment_students(config, experiment)
         for o in exp["objectives"]
         for k in config["seeds"]
     ]
-    return ["teacher", *students]
+    return [TEACHER_MODEL, *students]
 
 
 def probe_options(evaluation: Mapping[str, Any]) -> dict[str, Any]:
@@ -252,7 +290,8 @@ def _check_datasets(config: Mapping[str, Any]) -> Iterator[str]:
 def _check_teachers(config: Mapping[str, Any]) -> Iterator[str]:
     for name, spec in config["teachers"].items():
         pre = spec.get("pretrained")
-        if is_weight_file(pre) and not Path(os.path.expanduser(pre)).is_file():
+        path = weights_file(pre)
+        if path is not None and not path.is_file():
             yield (
                 f"config key 'teachers.{name}.pretrained': weights file {pre!r} does not exist "
                 "(expected a tag such as 'openai', a local file, or null for random init)"

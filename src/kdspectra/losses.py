@@ -15,10 +15,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from kdspectra.registry import OBJECTIVES as _REGISTRY_OBJECTIVES
+from kdspectra.registry import objective_names
 
-OBJECTIVES: tuple[str, ...] = ("cosine", "cosine_infonce")
-assert OBJECTIVES == _REGISTRY_OBJECTIVES, "losses.OBJECTIVES and registry.OBJECTIVES disagree"
+# The objectives these losses implement: the registry's (its `infonce` flag says which add
+# the InfoNCE term).
+OBJECTIVES: tuple[str, ...] = objective_names()
 
 
 def _check_pair(a: torch.Tensor, b: torch.Tensor, what: str) -> None:

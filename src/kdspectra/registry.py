@@ -1,18 +1,78 @@
-"""Names the config may use, importable without torch.
+"""Every name the config may use, defined once, as data, importable without torch.
+
+Students, objectives, teacher libraries and dataset formats are registered here; the
+config schema's enums (:func:`kdspectra.config.load_schema`), the Snakemake wildcards
+(:meth:`ModelId.pattern`), the students' builders, the losses, the tables and the figures
+all read them from here. Adding a student is one :class:`StudentEntry` (plus a builder when
+its architecture is not a :class:`~kdspectra.architectures.CNNConfig` or
+:class:`~kdspectra.architectures.TransformerConfig`).
 
 The Snakefile validates the config at parse time, which happens once per job on a
-cluster; keeping these lists free of heavy imports keeps that validation instant.
-`kdspectra.students`, `kdspectra.losses` and `kdspectra.datasets` build on the same names
-(a test checks they agree).
+cluster; keeping this module free of heavy imports keeps that validation instant.
 """
 
 from __future__ import annotations
 
-STUDENTS: tuple[str, ...] = ("cnn_s", "cnn_m", "cnn_l", "hybrid", "tiny_vit")
-OBJECTIVES: tuple[str, ...] = ("cosine", "cosine_infonce")
-DATASET_FORMATS: tuple[str, ...] = ("cifar10-binary", "cifar100-binary", "sklearn-digits")
-TEACHER_LIBRARIES: tuple[str, ...] = ("open_clip", "timm")
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
+from kdspectra.architectures import CNNConfig, TransformerConfig
+from kdspectra.errors import ConfigError
+
+# The token used for the teacher in `model` wildcards and columns.
+TEACHER_MODEL = "teacher"
+# Student names become a Snakemake wildcard and a folder: lower case and '_' only.
+STUDENT_NAME_RE = r"[a-z_]+"
+
+
+@dataclass(frozen=True)
+class StudentEntry:
+    """One student: its config name, the paper's names for it, its budget and architecture.
+
+    ``params_budget`` is the paper's parameter count (with a 512-d head), which the
+    students' tests hold each architecture to; ``architecture`` is a torch-free config that
+    :func:`kdspectra.students.build_student` turns into a module.
+    """
+
+    name: str
+    display_name: str
+    ablation_name: str
+    family: str
+    params_budget: float
+    architecture: object
+
+
+@dataclass(frozen=True)
+class ObjectiveEntry:
+    """One distillation objective: its config name, how figures and tables show it, and
+    whether it adds λ·InfoNCE to L_cos (what the training loop branches on)."""
+
+    name: str
+    label: str
+    colour: str
+    infonce: bool
+
+
+# Student-S/M/L share one config up to the width factor. The widths were chosen so that
+# all three land near 0.5M/2.0M/8.0M with a 512-d head (see kdspectra.students).
+_CNN_BASE: dict[str, Any] = {"stem": 20, "widths": (20, 40, 80), "blocks": (0, 3, 3)}
+
+_STUDENTS: dict[str, StudentEntry] = {}
+# Builders of students whose architecture kdspectra.students does not know: name ->
+# callable(embed_dim, width_mult) -> torch module.
+_BUILDERS: dict[str, Callable[[int, float], Any]] = {}
+_OBJECTIVES: dict[str, ObjectiveEntry] = {
+    o.name: o
+    for o in (
+        ObjectiveEntry("cosine", "cosine", "#4C72B0", infonce=False),
+        ObjectiveEntry("cosine_infonce", "cosine + InfoNCE", "#DD8452", infonce=True),
+    )
+}
+
+TEACHER_LIBRARIES: tuple[str, ...] = ("open_clip", "timm")
+DATASET_FORMATS: tuple[str, ...] = ("cifar10-binary", "cifar100-binary", "sklearn-digits")
 # Dataset names that imply their format when `datasets.<name>.format` is not given.
 DEFAULT_FORMATS: dict[str, str] = {
     "cifar10": "cifar10-binary",
@@ -22,11 +82,137 @@ DEFAULT_FORMATS: dict[str, str] = {
 # Formats that need no download (the data ships inside an installed package).
 OFFLINE_FORMATS: frozenset[str] = frozenset({"sklearn-digits"})
 
-# The paper's display names, so a reader can hold paper and code side by side.
-DISPLAY_NAMES: dict[str, str] = {
-    "cnn_s": "Student-S",
-    "cnn_m": "Student-M",
-    "cnn_l": "Student-L",
-    "hybrid": "Hybrid",
-    "tiny_vit": "Tiny ViT",
-}
+
+def register_student(
+    entry: StudentEntry, builder: Callable[[int, float], Any] | None = None
+) -> None:
+    """Add a student; ``builder(embed_dim, width_mult)`` builds it when its architecture is
+    not one that :mod:`kdspectra.students` knows (CNNConfig, TransformerConfig)."""
+    if not re.fullmatch(STUDENT_NAME_RE, entry.name):
+        raise ConfigError(
+            f"student name: expected {STUDENT_NAME_RE} (it is a Snakemake wildcard and a "
+            f"folder), found {entry.name!r}"
+        )
+    if entry.name in _STUDENTS:
+        raise ConfigError(f"student {entry.name!r}: already registered")
+    if builder is None and not isinstance(entry.architecture, CNNConfig | TransformerConfig):
+        raise ConfigError(
+            f"student {entry.name!r}: expected a CNNConfig or TransformerConfig architecture "
+            f"or a builder, found {type(entry.architecture).__name__}"
+        )
+    _STUDENTS[entry.name] = entry
+    if builder is not None:
+        _BUILDERS[entry.name] = builder
+
+
+def unregister_student(name: str) -> None:
+    """Remove a student added by :func:`register_student` (plugins, tests)."""
+    student(name)
+    del _STUDENTS[name]
+    _BUILDERS.pop(name, None)
+
+
+def student_names() -> tuple[str, ...]:
+    """Registered students, in registration order (the paper's five first)."""
+    return tuple(_STUDENTS)
+
+
+def student(name: str) -> StudentEntry:
+    """The entry of student ``name``; ConfigError naming the known students otherwise."""
+    try:
+        return _STUDENTS[name]
+    except (KeyError, TypeError):
+        raise ConfigError(f"student {name!r}: unknown; known students: {list(_STUDENTS)}") from None
+
+
+def student_builder(name: str) -> Callable[[int, float], Any] | None:
+    """The builder registered with student ``name``, or None when its config type says how."""
+    student(name)
+    return _BUILDERS.get(name)
+
+
+def display_name(name: str) -> str:
+    """The paper's name of student ``name`` (e.g. ``Student-S``); the teacher is the
+    callers' to name."""
+    return student(name).display_name
+
+
+def objective_names() -> tuple[str, ...]:
+    """Registered objectives, in registration order."""
+    return tuple(_OBJECTIVES)
+
+
+def objective(name: str) -> ObjectiveEntry:
+    """The entry of objective ``name``; ConfigError naming the known objectives otherwise."""
+    try:
+        return _OBJECTIVES[name]
+    except (KeyError, TypeError):
+        raise ConfigError(
+            f"objective {name!r}: unknown; known objectives: {list(_OBJECTIVES)}"
+        ) from None
+
+
+def _alternatives(names: tuple[str, ...]) -> str:
+    """A regex group matching exactly one of ``names``."""
+    return "(?:" + "|".join(re.escape(n) for n in names) + ")"
+
+
+def objective_pattern() -> str:
+    """Regex of a registered objective (the ``objective`` Snakemake wildcard)."""
+    return _alternatives(objective_names())
+
+
+@dataclass(frozen=True, order=True)
+class ModelId:
+    """A student model's id ``<student>/<objective>/seed<k>``: its folder under
+    ``students/`` and its ``model`` column. The teacher is :data:`TEACHER_MODEL`."""
+
+    student: str
+    objective: str
+    seed: int
+
+    def format(self) -> str:
+        """``cnn_s/cosine/seed0``."""
+        return f"{self.student}/{self.objective}/seed{self.seed}"
+
+    @classmethod
+    def parse(cls, text: str) -> ModelId:
+        """The inverse of :meth:`format`; ValueError naming ``text`` and the form expected."""
+        m = re.fullmatch(r"([A-Za-z0-9_]+)/([A-Za-z0-9_]+)/seed([0-9]+)", str(text))
+        if m is None:
+            raise ValueError(
+                f"model id: expected <student>/<objective>/seed<k> (e.g. 'cnn_s/cosine/seed0'),"
+                f" found {text!r}"
+            )
+        return cls(m[1], m[2], int(m[3]))
+
+    @staticmethod
+    def pattern() -> str:
+        """Regex of a registered student's model id (for Snakemake wildcards)."""
+        return f"{_alternatives(student_names())}/{objective_pattern()}/seed[0-9]+"
+
+
+for _entry in (
+    StudentEntry("cnn_s", "Student-S", "CNN", "cnn", 0.5e6, CNNConfig(**_CNN_BASE, width=1.0)),
+    StudentEntry("cnn_m", "Student-M", "CNN", "cnn", 2.0e6, CNNConfig(**_CNN_BASE, width=2.0)),
+    StudentEntry("cnn_l", "Student-L", "CNN", "cnn", 8.0e6, CNNConfig(**_CNN_BASE, width=4.0)),
+    # Conv stem to 8×8 = 64 tokens, then attention over the feature map (semi-global).
+    StudentEntry(
+        "hybrid",
+        "Hybrid",
+        "Hybrid",
+        "hybrid",
+        0.5e6,
+        TransformerConfig(stem="conv", dim=96, depth=3, heads=3, stem_channels=(32, 96)),
+    ),
+    # 4×4 patches = 64 tokens, global attention from the first layer.
+    StudentEntry(
+        "tiny_vit",
+        "Tiny ViT",
+        "Tiny ViT",
+        "vit",
+        0.5e6,
+        TransformerConfig(stem="patch", dim=96, depth=4, heads=3, patch=4),
+    ),
+):
+    register_student(_entry)

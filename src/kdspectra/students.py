@@ -4,7 +4,8 @@ The paper's Student-S/M/L are *one* scalable CNN with a width factor (1×, 2×, 
 0.5M/2.0M/8.0M parameters; its ablation adds a semi-global Hybrid (conv stem +
 transformer over the feature-map tokens) and a global Tiny ViT at the Student-S budget so
 that it varies the architecture, not the size. Following timm/open_clip, each name maps
-to a frozen config and two generic classes build every variant:
+to a frozen, torch-free config (its :class:`kdspectra.registry.StudentEntry`) and two
+generic classes build every variant:
 
 * :class:`ScalableCNN` — local receptive fields only. An airbench-style layout
   (conv → max-pool → BN → ReLU, then residual conv-BN-ReLU blocks at the pooled
@@ -16,7 +17,7 @@ to a frozen config and two generic classes build every variant:
 
 Parameter budgets are counted with a 512-d head (CLIP ViT-B/32's width). The projection
 head is the only part that grows *linearly* with width, so the three CNN sizes cannot be
-exactly 4× apart; the widths below give 515,372 / 1,973,432 / 7,719,152 parameters
+exactly 4× apart; the registry's widths give 515,372 / 1,973,432 / 7,719,152 parameters
 (+3.1 %, −1.3 %, −3.5 %), Hybrid 503,328 and Tiny ViT 508,064 (``tests/test_students.py``
 holds them to the ±5 % / ±10 % budgets).
 
@@ -28,65 +29,17 @@ before normalisation) holds for students exactly as for teachers.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdspectra import registry
+from kdspectra.architectures import CNNConfig, TransformerConfig
 from kdspectra.errors import ConfigError
-from kdspectra.registry import STUDENTS as _REGISTRY_STUDENTS
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
-
-
-@dataclass(frozen=True)
-class CNNConfig:
-    """A :class:`ScalableCNN`: stem width, per-stage widths and residual blocks per stage.
-
-    ``width`` is the paper's width factor; it multiplies every channel count.
-    """
-
-    stem: int
-    widths: tuple[int, ...]
-    blocks: tuple[int, ...]
-    width: float = 1.0
-
-
-@dataclass(frozen=True)
-class TransformerConfig:
-    """A :class:`TokenTransformer`: token stem (``"conv"`` or ``"patch"``) and encoder size.
-
-    ``stem_channels`` are the intermediate conv widths of the ``conv`` stem (the last conv
-    maps to ``dim``); ``patch`` is the patch size of the ``patch`` stem.
-    """
-
-    stem: str
-    dim: int
-    depth: int
-    heads: int
-    mlp_ratio: float = 4.0
-    stem_channels: tuple[int, ...] = ()
-    patch: int = 4
-
-
-# Student-S/M/L share one config up to the width factor. The widths were chosen so that
-# all three land near 0.5M/2.0M/8.0M with a 512-d head (see the module docstring).
-_CNN_BASE = {"stem": 20, "widths": (20, 40, 80), "blocks": (0, 3, 3)}
-
-ARCHITECTURES: dict[str, CNNConfig | TransformerConfig] = {
-    "cnn_s": CNNConfig(**_CNN_BASE, width=1.0),
-    "cnn_m": CNNConfig(**_CNN_BASE, width=2.0),
-    "cnn_l": CNNConfig(**_CNN_BASE, width=4.0),
-    # Conv stem to 8×8 = 64 tokens, then attention over the feature map (semi-global).
-    "hybrid": TransformerConfig(stem="conv", dim=96, depth=3, heads=3, stem_channels=(32, 96)),
-    # 4×4 patches = 64 tokens, global attention from the first layer.
-    "tiny_vit": TransformerConfig(stem="patch", dim=96, depth=4, heads=3, patch=4),
-}
-
-STUDENTS: tuple[str, ...] = tuple(ARCHITECTURES)
-assert STUDENTS == _REGISTRY_STUDENTS, "students.ARCHITECTURES and registry.STUDENTS disagree"
 
 
 def _scaled(channels: float, mult: float, *, multiple: int = 1, minimum: int = 4) -> int:
@@ -241,18 +194,25 @@ def build_student(name: str, embed_dim: int, *, width_mult: float = 1.0) -> nn.M
     ``width_mult`` shrinks or grows every channel width on top of the architecture's own
     width factor; the paper's budgets hold at 1.0, and the CPU demo uses e.g. 0.25.
     """
-    if name not in ARCHITECTURES:
-        raise ConfigError(f"student {name!r}: unknown; known students: {list(STUDENTS)}")
+    entry = registry.student(name)
     if not isinstance(embed_dim, int) or embed_dim <= 0:
         raise ConfigError(
             f"student {name!r}: embed_dim must be a positive int, found {embed_dim!r}"
         )
     if not (math.isfinite(width_mult) and width_mult > 0):
         raise ConfigError(f"student {name!r}: width_mult must be > 0, found {width_mult!r}")
-    cfg = ARCHITECTURES[name]
+    builder = registry.student_builder(name)
+    if builder is not None:
+        return builder(embed_dim, width_mult)
+    cfg = entry.architecture
     if isinstance(cfg, CNNConfig):
         return ScalableCNN(cfg, embed_dim, width_mult)
-    return TokenTransformer(cfg, embed_dim, width_mult)
+    if isinstance(cfg, TransformerConfig):
+        return TokenTransformer(cfg, embed_dim, width_mult)
+    raise ConfigError(
+        f"student {name!r}: expected a CNNConfig or TransformerConfig architecture, found "
+        f"{type(cfg).__name__}"
+    )
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -46,13 +46,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdspectra.config import HUB_PREFIXES, check_entry, weights_file
 from kdspectra.errors import ArtifactError, ConfigError, DataError
 from kdspectra.precision import fp32
 
 logger = logging.getLogger(__name__)
 
-LIBRARIES = ("open_clip", "timm")
-WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt", ".npz")
 RANDOM_INIT = "random-init"
 HF_WEIGHTS_NAME = "open_clip_pytorch_model.bin"  # open_clip.constants.HF_WEIGHTS_NAME
 # torchvision's PIL path implements these with PIL filters; antialias=True makes torch's
@@ -82,51 +81,29 @@ class TeacherSpec:
     @property
     def weights_file(self) -> Path | None:
         """The local weights file ``pretrained`` names, or None for a tag/hub/random init."""
-        pre = self.pretrained
-        if not isinstance(pre, str) or pre.startswith(("hf-hub:", "local-dir:")):
-            return None
-        if os.sep in pre or pre.endswith(WEIGHT_SUFFIXES) or os.path.exists(pre):
-            return Path(os.path.expanduser(pre)).resolve()
-        return None
+        return weights_file(self.pretrained)
 
 
 def parse_spec(spec: Mapping[str, Any]) -> TeacherSpec:
-    """Validate a ``teachers.<name>`` entry; ``spec["name"]`` (optional) names it in errors."""
-    name = str(spec.get("name", "<teacher>"))
-    key = f"teachers.{name}"
-    library = spec.get("library")
-    if library not in LIBRARIES:
-        raise ConfigError(
-            f"config key '{key}.library': expected one of {LIBRARIES}, found {library!r}"
-        )
-    model = spec.get("model")
-    if not isinstance(model, str) or not model:
-        raise ConfigError(f"config key '{key}.model': expected a model name, found {model!r}")
-    pretrained = spec.get("pretrained")
-    if pretrained is not None and not isinstance(pretrained, bool | str):
-        raise ConfigError(
-            f"config key '{key}.pretrained': expected a tag, a file path, true, false or null, "
-            f"found {pretrained!r}"
-        )
-    image_size = spec.get("image_size")
-    if image_size is not None and (
-        isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1
-    ):
-        raise ConfigError(
-            f"config key '{key}.image_size': expected a positive integer, found {image_size!r}"
-        )
-    init_seed = spec.get("init_seed", 0)
-    if isinstance(init_seed, bool) or not isinstance(init_seed, int):
-        raise ConfigError(f"config key '{key}.init_seed': expected an integer, found {init_seed!r}")
-    cache_dir = spec.get("cache_dir")
+    """A typed ``teachers.<name>`` entry; ``spec["name"]`` (optional) names it in errors.
+
+    The config schema is the validator (the same rules the Snakefile applies, so callers
+    that skip it, such as benchmarks and tests, get the same bounds and messages); this
+    only builds the typed spec.
+    """
+    name = str(spec.get("name", "teacher"))
+    entry = {k: v for k, v in spec.items() if k != "name"}
+    check_entry(entry, "teachers", name)
+    pretrained = entry.get("pretrained")
+    cache_dir = entry.get("cache_dir")
     return TeacherSpec(
         name=name,
-        library=library,
-        model=model,
+        library=entry["library"],
+        model=entry["model"],
         pretrained=pretrained if pretrained != "" else None,
-        image_size=image_size,
+        image_size=entry.get("image_size"),
         cache_dir=os.path.expanduser(str(cache_dir)) if cache_dir else None,
-        init_seed=init_seed,
+        init_seed=entry.get("init_seed", 0),
     )
 
 
@@ -422,7 +399,7 @@ def _build_open_clip(spec: TeacherSpec) -> tuple[nn.Module, Preprocess, str]:
     kwargs: dict[str, Any] = {"cache_dir": spec.cache_dir}
     if spec.image_size is not None:
         kwargs["force_image_size"] = spec.image_size
-    if spec.model.startswith(("hf-hub:", "local-dir:")):
+    if spec.model.startswith(HUB_PREFIXES):
         pretrained, source = None, spec.model  # open_clip ignores `pretrained` for these
     else:
         pretrained, source = _open_clip_weights(spec, kwargs)

@@ -28,6 +28,7 @@ from kdspectra import resources as req
 from kdspectra.device import FALLBACK_ENV
 from kdspectra.errors import ConfigError
 from kdspectra.provenance import config_hash, git_commit
+from kdspectra.registry import TEACHER_MODEL, ModelId, objective_names, objective_pattern
 from kdspectra import report_options
 from kdspectra.report_plan import plan_report
 from snakemake.logging import logger
@@ -56,7 +57,7 @@ if config["allow_cpu_fallback"]:
 # Threads of the torch rules; embedding is light, so it never holds more than 2.
 TORCH_THREADS = config["threads"]
 EMBED_THREADS = min(2, TORCH_THREADS)
-MODEL_RE = r"teacher|[a-z_]+/(cosine|cosine_infonce)/seed[0-9]+"
+MODEL_RE = f"{TEACHER_MODEL}|{ModelId.pattern()}"
 
 
 wildcard_constraints:
@@ -66,7 +67,7 @@ wildcard_constraints:
     teacher=r"[A-Za-z0-9_]+",
     experiment=r"[A-Za-z0-9_]+",
     student=r"[a-z_]+",
-    objective=r"cosine|cosine_infonce",
+    objective=objective_pattern(),
     seed=r"[0-9]+",
     model=MODEL_RE,
     table=r"table1|table2|ablation",
@@ -102,8 +103,19 @@ STUDENT_KEY = "{experiment}/{student}/{objective}/seed{seed}"
 STUDENT = f"{RUN}/students/{STUDENT_KEY}"
 
 
+# Resume state of a training job; not an output: Snakemake would delete it on failure.
+CHECKPOINT = f"{RUN}/checkpoints/{STUDENT_KEY}.pt"
+
+
 def student_dir(experiment, student, objective, seed):
-    return f"{RUN}/students/{experiment}/{student}/{objective}/seed{seed}"
+    return STUDENT.format(
+        experiment=experiment, student=student, objective=objective, seed=seed
+    )
+
+
+def checkpoint_path(wildcards):
+    """The training job's checkpoint (CHECKPOINT filled with the job's wildcards)."""
+    return CHECKPOINT.format(**wildcards)
 
 
 def experiment(name):
@@ -215,9 +227,9 @@ def collect_input(wildcards):
 def fig1_input(wildcards):
     exp = config["report"]["tables"]
     student = config["report"]["fig1_student"]
-    models = ["teacher"] + [
-        f"{student}/{o}/seed{k}"
-        for o in ("cosine", "cosine_infonce")
+    models = [TEACHER_MODEL] + [
+        ModelId(student, o, k).format()
+        for o in objective_names()
         for k in config["seeds"]
     ]
     return [f"{RUN}/spectra/{exp}/{m}.parquet" for m in models]
