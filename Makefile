@@ -12,7 +12,7 @@ DEMO   := results/demo
 help:
 	@echo "make demo   - offline end-to-end run (random-init teachers, digits) -> $(DEMO)/"
 	@echo "make test   - lint + unit tests + the workflow test on a tiny config"
-	@echo "make lint   - ruff, snakefmt --check, snakemake --lint"
+	@echo "make lint   - ruff, pins (env file = pyproject.toml), snakefmt --check, snakemake --lint"
 	@echo "make cluster-test - SLURM tests (needs a cluster: sudo .ci/slurm/start.sh)"
 	@echo "make test-gpu - CUDA-only tests (needs a GPU; skipped without one)"
 	@echo "make faults - fault-injection suite, one summary line per scenario (README: Reliability)"
@@ -36,14 +36,15 @@ demo: $(STAMP)
 	@echo "  report:  $(BIN)/snakemake --configfile config/demo.yaml --report $(DEMO)/report.html"
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks workflow/scripts
-	$(BIN)/ruff format --check src tests benchmarks workflow/scripts
+	$(BIN)/ruff check src tests benchmarks tools workflow/scripts
+	$(BIN)/ruff format --check src tests benchmarks tools workflow/scripts
+	$(BIN)/python tools/check_pins.py
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint --configfile config/demo.yaml
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix src tests benchmarks workflow/scripts
-	$(BIN)/ruff format src tests benchmarks workflow/scripts
+	$(BIN)/ruff check --fix src tests benchmarks tools workflow/scripts
+	$(BIN)/ruff format src tests benchmarks tools workflow/scripts
 	$(BIN)/snakefmt Snakefile workflow/rules
 
 # HF_HUB_OFFLINE: tests never reach a model hub; a test that tries fails at once.

@@ -28,30 +28,24 @@ Each row also reports how closely ours matches the baseline's embeddings
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from kdspectra.teachers import Teacher, build_teacher, preprocess_batch
 
-# Dense bf16 tensor-core peaks (FLOP/s) by substring of the device name, most specific first.
-PEAK_BF16 = (
-    ("H100 PCIe", 756e12),
-    ("H100", 989e12),
-    ("H200", 989e12),
-    ("A100", 312e12),
-    ("L40S", 362e12),
-    ("RTX 4090", 165e12),
-)
+if str(Path(__file__).resolve().parent) not in sys.path:  # benchmarks/common.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import PILDataset, bench_main, count_flops, device_name, peak_tflops
+
 TARGET_VS_BARE = 0.9
 
 
@@ -82,19 +76,6 @@ def cases(quick: bool, device: torch.device) -> list[Case]:
         Case(label, {**spec, "name": label, "image_size": size}, n, batch, reps)
         for label, spec, size in specs
     ]
-
-
-class PILDataset(Dataset):
-    """Baseline data: each uint8 image becomes a PIL image and goes through the transform."""
-
-    def __init__(self, images: np.ndarray, transform: Callable) -> None:
-        self.images, self.transform = images, transform
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return self.transform(Image.fromarray(self.images[i]))
 
 
 def library_transform(teacher: Teacher) -> Callable:
@@ -170,30 +151,10 @@ def _rate(path: Callable[[], np.ndarray], n: int) -> tuple[float, np.ndarray]:
 
 
 def gflops_per_image(teacher: Teacher) -> float:
-    """Forward FLOPs of one image at the teacher's input size, counted by torch.
-
-    nn.MultiheadAttention's inference fast path (open_clip) is one fused op the counter
-    cannot see into (it would report 5.9 instead of 8.7 GFLOPs for ViT-B/32 at 224 px), so
-    it is switched off while counting.
-    """
-    from torch.utils.flop_counter import FlopCounterMode
-
+    """Forward GFLOPs of one image at the teacher's input size, counted by torch."""
     x = torch.zeros(1, 3, teacher.image_size, teacher.image_size, device=teacher.device)
-    fastpath = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-            teacher.encode_preprocessed(x)
-    finally:
-        torch.backends.mha.set_fastpath_enabled(fastpath)
-    return counter.get_total_flops() / 1e9
-
-
-def peak_flops(device: torch.device) -> float | None:
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((peak for key, peak in PEAK_BF16 if key in name), None)
+    with torch.inference_mode():
+        return count_flops(lambda: teacher.encode_preprocessed(x)) / 1e9
 
 
 def measure(case: Case, device: torch.device) -> dict[str, Any]:
@@ -219,30 +180,24 @@ def measure(case: Case, device: torch.device) -> dict[str, Any]:
     }
 
 
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({torch.get_num_threads()} threads)"
-
-
 def _rows(case: Case, result: dict[str, Any], device: torch.device) -> list[dict]:
     teacher: Teacher = result["teacher"]
     r = result["rates"]
     common: dict[str, Any] = {
         "unit": "images/s",
         "repeats": case.repeats,
-        "device": _device_name(device),
+        "device": device_name(device),
         "image_size": teacher.image_size,
         "batch_size": case.batch_size,
         "images": case.num_images,
     }
     extra: dict[str, Any] = {}
-    peak = peak_flops(device)
+    peak = peak_tflops(device)[0]
     if device.type == "cuda":
         gflops = gflops_per_image(teacher)
         extra = {"gflops_per_image": round(gflops, 2)}
         if peak:
-            extra["mfu"] = round(r["ours"] * gflops * 1e9 / peak, 3)
+            extra["mfu"] = round(r["ours"] * gflops * 1e9 / (peak * 1e12), 3)
     tag = f"extract_{case.label}_{teacher.image_size}px"
     return [
         {
@@ -275,11 +230,7 @@ def run(*, quick: bool = True, device: str = "cpu") -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--full", action="store_true", help="224 px teachers, more images")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    args = parser.parse_args()
-    print(json.dumps(run(quick=not args.full, device=args.device), indent=2))
+    bench_main(run, __doc__, "224 px teachers, more images")
 
 
 if __name__ == "__main__":

@@ -14,38 +14,26 @@ baseline).
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 import torchvision.transforms as T
-from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from kdspectra.data import DeviceLoader, augment
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # benchmarks/common.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import PILDataset, bench_main, sync
 
 BATCH = 512
 JITTER, GRAYSCALE_P, PADDING = 0.4, 0.2, 4
 OURS_EPOCHS = 4  # epochs per timing of ours (one takes milliseconds)
-
-
-class TwoViewDataset(Dataset):
-    """The baseline: per-sample PIL conversion and transforms, applied twice per image."""
-
-    def __init__(self, images: np.ndarray, transform: Callable) -> None:
-        self.images = images
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        img = Image.fromarray(self.images[i])
-        return self.transform(img), self.transform(img)
 
 
 def baseline_transform(colour: bool) -> Callable:
@@ -107,7 +95,7 @@ def ours_epoch(images: np.ndarray, device: torch.device, colour: bool) -> Callab
 def baseline_epoch(images: np.ndarray, device: torch.device, colour: bool) -> Callable:
     """One epoch of DataLoader(num_workers=2) over the PIL dataset, batches moved to device."""
     loader = DataLoader(
-        TwoViewDataset(images, baseline_transform(colour)),
+        PILDataset(images, baseline_transform(colour), views=2),
         batch_size=BATCH,
         shuffle=True,
         drop_last=True,
@@ -131,11 +119,13 @@ def run(*, quick: bool = True, device: str = "cpu") -> list[dict]:
     dev = torch.device(device)
     n_images, repeats = (1024, 3) if quick else (10240, 5)
     images = np.random.default_rng(0).integers(0, 256, (n_images, 32, 32, 3), dtype=np.uint8)
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     results = []
     for name, colour in (("two_views_crop_flip", False), ("two_views_crop_flip_colour", True)):
         ours, baseline = compare(
-            ours_epoch(images, dev, colour), baseline_epoch(images, dev, colour), repeats, sync
+            ours_epoch(images, dev, colour),
+            baseline_epoch(images, dev, colour),
+            repeats,
+            lambda: sync(dev),
         )
         results.append(
             {
@@ -151,11 +141,7 @@ def run(*, quick: bool = True, device: str = "cpu") -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--full", action="store_true", help="10k images, 5 repeats")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    args = parser.parse_args()
-    print(json.dumps(run(quick=not args.full, device=args.device), indent=2))
+    bench_main(run, __doc__, "10k images, 5 repeats")
 
 
 if __name__ == "__main__":

@@ -21,8 +21,6 @@ speed-up.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -34,6 +32,10 @@ from pathlib import Path
 import numpy as np
 
 from kdspectra.probe import fit_probe
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # benchmarks/common.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import bench_main
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 JOB_START = (
@@ -111,10 +113,7 @@ def run(*, quick: bool = True, device: str = "cpu") -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--full", action="store_true", help="5000-row probe, 7 repeats")
-    args = parser.parse_args()
-    print(json.dumps(run(quick=not args.full), indent=2))
+    bench_main(run, __doc__, "5000-row probe, 7 repeats")
 
 
 if __name__ == "__main__":

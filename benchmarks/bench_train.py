@@ -25,10 +25,9 @@ GPU it is where the device-resident loader pays.
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -38,12 +37,16 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchvision.transforms as T
-from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from kdspectra.losses import cosine_distillation, info_nce
 from kdspectra.students import build_student
-from kdspectra.train import TrainConfig, TrainRun, build_run, make_views, optimize_step, train_step
+from kdspectra.train import TrainRun, build_run, make_views, optimize_step, train_step
+from kdspectra.train_config import TrainConfig
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # benchmarks/common.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import PILDataset, bench_main, device_name, sync, train_batches
 
 EMBED_DIM = 512  # CLIP ViT-B/32's width, as in the paper's Table I
 WORKERS = 2
@@ -70,20 +73,6 @@ def cases(quick: bool, device: torch.device) -> list[Case]:
     batch = 512 if device.type == "cuda" else 256
     steps = 50 if device.type == "cuda" else 10
     return [Case(s, 1.0, batch, steps, 10, 5, 20 * batch) for s in ("cnn_s", "cnn_m", "cnn_l")]
-
-
-class TwoViewDataset(Dataset):
-    """Baseline data: per-sample PIL conversion, two independent transform passes."""
-
-    def __init__(self, images: np.ndarray, transform: Callable) -> None:
-        self.images, self.transform = images, transform
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> tuple[int, torch.Tensor, torch.Tensor]:
-        img = Image.fromarray(self.images[i])
-        return i, self.transform(img), self.transform(img)
 
 
 def baseline_transform(cfg: TrainConfig) -> Callable:
@@ -118,7 +107,7 @@ def baseline_step(
     model = build_student(case.student, EMBED_DIM, width_mult=case.width_mult).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loader = DataLoader(
-        TwoViewDataset(images, baseline_transform(cfg)),
+        PILDataset(images, baseline_transform(cfg), views=2, with_index=True),
         batch_size=case.batch_size,
         shuffle=True,
         drop_last=True,
@@ -151,13 +140,7 @@ def baseline_step(
 def ours_steps(run: TrainRun) -> tuple[Callable[[], int], Callable[[], int]]:
     """(full step from the device loader, bare model step on pre-made views)."""
 
-    def stream() -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Generator]]:
-        for epoch in itertools.count():
-            gen = run.loader.generator(epoch)
-            for idx, x in run.loader.batches(epoch):
-                yield idx, x, gen
-
-    batches = stream()
+    batches = train_batches(run)
     idx0, x0, gen0 = next(batches)
     views0, teacher0 = make_views(run, x0, gen0), run.teacher[idx0]
 
@@ -227,9 +210,8 @@ def measure(case: Case, device: torch.device) -> dict[str, float]:
     run, cfg, images = _make_run(case, device)
     full, bare = ours_steps(run)
     base_step, drain = baseline_step(case, cfg, images, run.teacher, device)
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    timers = {name: _Timer(f, sync) for name, f in (("ours", full), ("bare", bare))}
-    baseline = _Timer(base_step, sync)
+    timers = {name: _Timer(f, lambda: sync(device)) for name, f in (("ours", full), ("bare", bare))}
+    baseline = _Timer(base_step, lambda: sync(device))
     for timer in (*timers.values(), baseline):
         timer.run(case.warmup)
         timer.take()
@@ -271,7 +253,7 @@ def run(*, quick: bool = True, device: str = "cpu") -> list[dict]:
         common = {
             "unit": "images/s",
             "repeats": case.repeats,
-            "device": _device_name(dev),
+            "device": device_name(dev),
             "width_mult": case.width_mult,
             "batch_size": case.batch_size,
             "steps": case.steps,
@@ -295,14 +277,7 @@ def run(*, quick: bool = True, device: str = "cpu") -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--full", action="store_true", help="paper-size cnn_s/m/l, more steps")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(json.dumps(run(quick=not args.full, device=args.device), indent=2))
+    bench_main(run, __doc__, "paper-size cnn_s/m/l, more steps", threads=True)
 
 
 if __name__ == "__main__":

@@ -12,22 +12,22 @@ one process, stage by stage, through the same library calls the workflow's rules
   to the host in the prepared-data layout (uint8 N×32×32×3), as ``prepare_dataset`` would.
 * ``extract`` — per (dataset, teacher): :func:`kdspectra.teachers.build_teacher` at random
   init and 224 px, ``embed`` of train and test, then the noisy test copies
-  (:func:`kdspectra.noise.add_gaussian_noise` per σ) — rules ``extract_teacher(_noisy)``.
+  (:func:`kdspectra.noise.embed_noisy`, the rules' own loop) — rules ``extract_teacher(_noisy)``.
 * ``train`` — per (experiment, student, objective, seed):
   :func:`kdspectra.train.train_student` for the config's epochs (rule ``train_student``);
   with ``--max-steps`` the same :func:`kdspectra.train.train_step` for that many steps
   instead, and the full-length time is extrapolated from the measured rate.
-* ``embed`` — :func:`kdspectra.train.embed_images` on train, test and every noisy copy.
+* ``embed`` — :func:`kdspectra.inference.embed_images` on train, test and every noisy copy.
 * ``spectrum`` — singular values and effective rank of every model's test embeddings.
 * ``probe`` — :func:`kdspectra.probe.fit_probe` on clean train embeddings and
   :func:`kdspectra.probe.noise_accuracy` on the noisy test embeddings (rule ``noise``).
 
 For each stage it reports wall seconds, images/s and, on a GPU, the model FLOP utilisation
-(MFU): images/s × FLOPs per image ÷ the card's dense bf16 peak (:data:`PEAK_BF16_TFLOPS`,
-or ``--peak-tflops``). FLOPs per image are counted by ``torch.utils.flop_counter`` on one
-small batch: the teacher forward, one training step (forward + backward of all views), the
-student forward. Spectrum and probe run on the host CPU (NumPy/scikit-learn), as in the
-workflow, and get wall time only.
+(MFU): images/s × FLOPs per image ÷ the card's dense bf16 peak (``--peak-tflops``, else
+``common.PEAK_BF16_TFLOPS``, the table every benchmark shares). FLOPs per image are counted
+by ``torch.utils.flop_counter`` on one small batch: the teacher forward, one training step
+(forward + backward of all views), the student forward. Spectrum and probe run on the host
+CPU (NumPy/scikit-learn), as in the workflow, and get wall time only.
 
     # CPU smoke test (seconds): tiny sizes, same code path
     PYTHONPATH=src python benchmarks/paper_scale.py --smoke
@@ -44,26 +44,28 @@ import contextlib
 import copy
 import dataclasses
 import datetime as dt
+import functools
 import logging
-import os
-import platform
 import socket
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import yaml
+from snakemake.utils import update_config
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT / "src") not in sys.path:  # runnable without PYTHONPATH=src
-    sys.path.insert(0, str(ROOT / "src"))
+for _path in (ROOT / "src", ROOT / "benchmarks"):  # runnable without PYTHONPATH=src
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
+from common import count_flops, machine, peak_tflops, sync, train_batches  # noqa: E402
 from kdspectra.config import (  # noqa: E402
     enabled_experiments,
     experiment_students,
@@ -72,32 +74,17 @@ from kdspectra.config import (  # noqa: E402
     validate_config,
 )
 from kdspectra.device import limit_threads, resolve_device  # noqa: E402
+from kdspectra.inference import embed_images, load_student  # noqa: E402
 from kdspectra.io import save_json, save_text  # noqa: E402
-from kdspectra.noise import add_gaussian_noise  # noqa: E402
+from kdspectra.noise import embed_noisy  # noqa: E402
 from kdspectra.probe import fit_probe, noise_accuracy  # noqa: E402
-from kdspectra.provenance import cpu_model, git_commit  # noqa: E402
 from kdspectra.spectrum import effective_rank_from_singular_values, singular_values  # noqa: E402
-from kdspectra.stages import train_config  # noqa: E402
 from kdspectra.teachers import Teacher, build_teacher  # noqa: E402
-from kdspectra.train import (  # noqa: E402
-    build_run,
-    embed_images,
-    load_student,
-    train_step,
-    train_student,
-)
+from kdspectra.train import build_run, train_step, train_student  # noqa: E402
+from kdspectra.train_config import TrainConfig  # noqa: E402
 
 log = logging.getLogger("paper_scale")
 
-# Dense bf16 tensor-core peaks (TFLOP/s, no sparsity) by substring of the CUDA device name,
-# most specific first: "NVIDIA H100 80GB HBM3" is the SXM card, PCIe and NVL say so.
-PEAK_BF16_TFLOPS: tuple[tuple[str, float], ...] = (
-    ("H100 PCIe", 756.0),
-    ("H100 NVL", 835.0),
-    ("H100", 989.0),
-    ("H200", 989.0),
-    ("A100", 312.0),
-)
 CLASSES = {"cifar10": 10, "cifar100": 100}  # synthetic class count per dataset name
 # --smoke: the same code path in seconds on a CPU. The teachers become the small members of
 # the same two libraries (as in tests/data/tiny_config.yaml), at 32 px.
@@ -127,20 +114,12 @@ WHOLE_PAPER_TARGET_S = 600.0
 
 
 def load_paper_config(configfiles: Sequence[Path]) -> dict[str, Any]:
-    """``config.yaml`` plus overlays, validated and with defaults filled (as the Snakefile)."""
+    """``config.yaml`` plus overlays, merged by Snakemake's own ``update_config`` (what
+    ``--configfile`` does), then validated and filled with defaults as the Snakefile does."""
     cfg: dict[str, Any] = {}
     for path in configfiles:
-        _deep_update(cfg, yaml.safe_load(Path(path).read_text()) or {})
+        update_config(cfg, yaml.safe_load(Path(path).read_text()) or {})
     return validate_config(cfg, load_schema(ROOT / "workflow/schemas/config.schema.yaml"))
-
-
-def _deep_update(base: dict[str, Any], extra: dict[str, Any]) -> None:
-    """Snakemake's overlay semantics: nested mappings merge, everything else replaces."""
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _deep_update(base[key], value)
-        else:
-            base[key] = copy.deepcopy(value)
 
 
 @dataclasses.dataclass
@@ -224,49 +203,14 @@ class Stopwatch:
     def __init__(self, device: torch.device) -> None:
         self.device = device
 
-    def sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
     @contextlib.contextmanager
     def __call__(self) -> Iterator[dict[str, float]]:
-        self.sync()
+        sync(self.device)
         out = {"s": 0.0}
         start = time.perf_counter()
         yield out
-        self.sync()
+        sync(self.device)
         out["s"] = time.perf_counter() - start
-
-
-def peak_tflops(device: torch.device, override: float | None) -> tuple[float | None, str]:
-    """The card's dense bf16 peak (TFLOP/s) and where the number came from."""
-    if override is not None:
-        return override, "--peak-tflops"
-    if device.type != "cuda":
-        return None, "no peak for a CPU (MFU not reported)"
-    name = torch.cuda.get_device_name(device)
-    for key, peak in PEAK_BF16_TFLOPS:
-        if key in name:
-            return peak, f"table entry '{key}' for {name}"
-    return None, f"{name} is not in the table; pass --peak-tflops"
-
-
-def count_flops(fn: Callable[[], Any]) -> float:
-    """FLOPs of one call, as torch's FlopCounterMode counts them (matmuls, convs, attention).
-
-    nn.MultiheadAttention's inference fast path (open_clip) is one fused op the counter
-    cannot see into, so it is switched off while counting.
-    """
-    from torch.utils.flop_counter import FlopCounterMode
-
-    fastpath = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        with FlopCounterMode(display=False) as counter:
-            fn()
-    finally:
-        torch.backends.mha.set_fastpath_enabled(fastpath)
-    return float(counter.get_total_flops())
 
 
 # --------------------------------------------------------------------------- data
@@ -349,15 +293,11 @@ def run_extract(
         for split in ("train", "test"):
             emb[split] = teacher.embed(data[split][0], batch_size=batch, progress=False)
     with watch() as noisy:
-        emb["test_noisy"] = np.stack(
-            [
-                teacher.embed(
-                    add_gaussian_noise(data["test"][0], s, plan.cfg["evaluation"]["noise_seed"]),
-                    batch_size=batch,
-                    progress=False,
-                )
-                for s in plan.sigmas
-            ]
+        emb["test_noisy"] = embed_noisy(
+            functools.partial(teacher.embed, batch_size=batch, progress=False),
+            data["test"][0],
+            plan.sigmas,
+            plan.cfg["evaluation"]["noise_seed"],
         )
     n_clean = len(data["train"][0]) + len(data["test"][0])
     job = f"{dataset}/{teacher_name} ({spec['model']} @ {teacher.image_size} px)"
@@ -400,15 +340,7 @@ def _capped_training(
     run = build_run(student, images, teacher_emb, tcfg, device, workdir / "unused.pt")
     run.model.train()
 
-    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Generator]]:
-        epoch = 0
-        while True:
-            gen = run.loader.generator(epoch)
-            for idx, x in run.loader.batches(epoch):
-                yield idx, x, gen
-            epoch += 1
-
-    stream = batches()
+    stream = train_batches(run)
     warmup = min(WARMUP_STEPS, max_steps - 1)
     for _ in range(warmup):
         train_step(run, *next(stream))
@@ -431,7 +363,7 @@ def run_train(
 ) -> tuple[Result, torch.nn.Module]:
     """Rule train_student (or its first ``--max-steps`` steps) for one distillation."""
     student, objective, seed = model
-    tcfg = train_config(plan.cfg["training"], objective, seed, student)
+    tcfg = TrainConfig.from_config(plan.cfg["training"], objective, seed, student)
     gflops = _train_flops(student, teacher_emb.shape[1], tcfg, device)
     out = workdir / experiment / student / objective / f"seed{seed}"
     steps_per_epoch = len(images) // tcfg.batch_size
@@ -496,16 +428,11 @@ def run_embed(
     with watch() as timed:
         for split in ("train", "test"):
             emb[split] = embed_images(model, data[split][0], device=device, batch_size=bs)
-        emb["test_noisy"] = np.stack(
-            [
-                embed_images(
-                    model,
-                    add_gaussian_noise(data["test"][0], s, noise_seed),
-                    device=device,
-                    batch_size=bs,
-                )
-                for s in plan.sigmas
-            ]
+        emb["test_noisy"] = embed_noisy(
+            lambda x: embed_images(model, x, device=device, batch_size=bs),
+            data["test"][0],
+            plan.sigmas,
+            noise_seed,
         )
     n = len(data["train"][0]) + (1 + len(plan.sigmas)) * len(data["test"][0])
     return Result("embed", job, timed["s"], n, gflops), emb
@@ -631,30 +558,6 @@ def estimate_full_seconds(results: list[Result], n_probes_planned: int) -> dict[
     return {k: round(v, 1) for k, v in est.items()}
 
 
-def machine(device: torch.device) -> dict[str, Any]:
-    """Where the numbers were measured."""
-    info: dict[str, Any] = {
-        "host": socket.gethostname(),
-        "cpu": cpu_model(),
-        "cores": len(_affinity()),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "git_commit": git_commit(ROOT),
-        "date": dt.datetime.now().isoformat(timespec="seconds"),
-        "device": str(device),
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
-
-
-def _affinity() -> set[int]:
-    try:
-        return os.sched_getaffinity(0)
-    except (AttributeError, OSError):
-        return {0}
-
-
 def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's H100 targets against this run (the training rate is the loop's own)."""
     rows = []
@@ -689,7 +592,7 @@ def to_markdown(report: dict[str, Any]) -> str:
     peak = report["peak_tflops"]
     mfu_note = f"MFU against {peak:g} TFLOP/s" if peak else "MFU not reported"
     lines = [
-        f"# Paper-scale synthetic run — {m.get('gpu', m['device'])} on {m['host']}",
+        f"# Paper-scale synthetic run — {m['gpu'] or m['device']} on {m['host']}",
         "",
         f"{report['mode']}; torch {m['torch']}, commit {m['git_commit']}, {m['date']}; "
         f"{mfu_note} ({report['peak_source']}); wall {report['wall_s']:.0f} s.",

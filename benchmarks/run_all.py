@@ -29,7 +29,6 @@ import argparse
 import datetime as dt
 import importlib.util
 import os
-import platform
 import re
 import shutil
 import socket
@@ -43,15 +42,16 @@ from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT / "src") not in sys.path:  # runnable without PYTHONPATH=src
-    sys.path.insert(0, str(ROOT / "src"))
+for _path in (ROOT / "src", ROOT / "benchmarks"):  # runnable without PYTHONPATH=src
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
+from common import machine  # noqa: E402
 from kdspectra.errors import ArtifactError  # noqa: E402
 from kdspectra.io import save_json, save_text  # noqa: E402
-from kdspectra.provenance import cpu_model, git_commit  # noqa: E402
 from kdspectra.stagetimes import stage_times  # noqa: E402
 from kdspectra.stagetimes import to_markdown as stage_markdown  # noqa: E402
 
@@ -180,26 +180,6 @@ def _load() -> list[float] | None:
         return None
 
 
-def machine(device: str) -> dict[str, Any]:
-    """What the figures were measured on; the load average shows how shared it was."""
-    import torch
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    info: dict[str, Any] = {
-        "hostname": socket.gethostname(),
-        "cpu": cpu_model(),
-        "cores": cores,
-        "torch_threads": torch.get_num_threads(),
-        "device": device,
-        "gpu": torch.cuda.get_device_name(torch.device(device)) if "cuda" in device else None,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "git_commit": git_commit(ROOT),
-        "date": dt.datetime.now().isoformat(timespec="seconds"),
-    }
-    return info
-
-
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:,.3f}" if abs(v) < 10 else f"{v:,.1f}"
@@ -211,11 +191,11 @@ def to_markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
     device = m["gpu"] or "CPU"
     lines = [
-        f"# Benchmarks — {m['hostname']}, {m['date']}",
+        f"# Benchmarks — {m['host']}, {m['date']}",
         "",
         "| machine | |",
         "|---|---|",
-        f"| host | {m['hostname']} |",
+        f"| host | {m['host']} |",
         f"| CPU | {m['cpu']}, {m['cores']} cores (torch threads: {m['torch_threads']}) |",
         f"| device | {m['device']} ({device}) |",
         f"| torch | {m['torch']} (Python {m['python']}) |",

@@ -134,3 +134,21 @@ def test_synthetic_data_is_seeded_and_cifar_shaped(paper_scale) -> None:
     assert labels.dtype.name == "int64" and labels.min() >= 0 and labels.max() < 100
     assert a["test"][0].shape == (10, 32, 32, 3)
     assert (images == b["train"][0]).all() and (labels == b["train"][1]).all()
+
+
+def test_overlays_merge_like_snakemake_configfile(paper_scale, tmp_path: Path) -> None:
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("seeds: [7]\ntraining: {epochs: 3}\n")
+    base = paper_scale.load_paper_config([ROOT / "config.yaml"])
+    cfg = paper_scale.load_paper_config([ROOT / "config.yaml", overlay])
+    assert cfg["seeds"] == [7]  # a list replaces
+    assert cfg["training"]["epochs"] == 3  # a nested key replaces, its siblings stay
+    assert cfg["training"]["batch_size"] == base["training"]["batch_size"]
+    assert cfg["experiments"] == base["experiments"]
+
+
+def test_one_peak_table_knows_every_h100_variant(paper_scale, monkeypatch) -> None:
+    cuda = torch.device("cuda")
+    for name, peak in [("NVIDIA H100 NVL", 835.0), ("NVIDIA L40S", 362.0)]:
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda *_, n=name: n)
+        assert paper_scale.peak_tflops(cuda)[0] == peak, name
