@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import pandas as pd
 from kdspectra.embeddings import load_embeddings, load_labels, save_embeddings
 from kdspectra.errors import ArtifactError
 from kdspectra.io import load_json, load_npy, save_csv, save_json, save_npy, save_parquet, save_text
+from kdspectra.noise import embed_noisy
 from kdspectra.provenance import Provenance
 
 log = logging.getLogger("kdspectra.stages")
@@ -55,23 +56,6 @@ def load_split(data_dir: PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 # --------------------------------------------------------------------------- teachers
-
-
-def _embed_noisy(
-    embed: Callable[[np.ndarray], np.ndarray],
-    images: np.ndarray,
-    sigmas: Sequence[float],
-    seed: int,
-) -> np.ndarray:
-    """Embed the test split under every noise level: an S×N×D float32 array."""
-    from kdspectra.noise import add_gaussian_noise
-
-    out = []
-    for sigma in sigmas:
-        t0 = time.perf_counter()
-        out.append(embed(add_gaussian_noise(images, float(sigma), seed)))
-        log.info("sigma=%.3f: %d images in %.1fs", sigma, len(images), time.perf_counter() - t0)
-    return np.stack(out).astype(np.float32)
 
 
 def extract_teacher(
@@ -133,7 +117,7 @@ def extract_teacher_noisy(
     teacher = build_teacher(spec, device=resolve_device(device_name))
     images, _ = load_split(data_dir, "test")
     bs = int(spec.get("batch_size", 256))
-    save_npy(out, _embed_noisy(lambda x: teacher.embed(x, batch_size=bs), images, sigmas, seed))
+    save_npy(out, embed_noisy(lambda x: teacher.embed(x, batch_size=bs), images, sigmas, seed))
 
 
 def extract_teacher_views(
@@ -353,7 +337,7 @@ def embed_student(
     for split in ("train", "test"):
         images, labels = load_split(data_dir, split)
         save_embeddings(out[split], out[f"{split}_parquet"], embed(images), labels, split)
-    save_npy(out["test_noisy"], _embed_noisy(embed, images, sigmas, noise_seed))
+    save_npy(out["test_noisy"], embed_noisy(embed, images, sigmas, noise_seed))
 
 
 # --------------------------------------------------------------------------- evaluation
