@@ -53,6 +53,13 @@ def _pick(path: Path, arrays: dict[str, Any], key: str | None, what: str) -> Any
     return next(iter(arrays.values()))
 
 
+def _gist(exc: BaseException) -> str:
+    """One line of a library's multi-line error: torch's names the refused global."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    named = [line for line in lines if line.startswith("WeightsUnpickler error")]
+    return (named or lines or [type(exc).__name__])[0]
+
+
 def _read_npy(path: Path, key: str | None) -> Any:
     try:
         return np.load(path, allow_pickle=False)
@@ -95,7 +102,7 @@ def _read_pt(path: Path, key: str | None) -> Any:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
-        raise _fail(path, f"not a loadable tensor file (weights_only=True): {exc}") from exc
+        raise _fail(path, f"not a loadable tensor file (weights_only=True): {_gist(exc)}") from exc
     if isinstance(obj, dict):
         obj = _pick(path, obj, key, "entry")
     return _tensor_to_numpy(path, obj)
@@ -124,7 +131,7 @@ def _read_frame(path: Path) -> Any:
             return frame
         return pd.read_parquet(path)
     except (ValueError, OSError, pd.errors.ParserError) as exc:
-        raise _fail(path, f"not a readable table (ragged rows?): {exc}") from exc
+        raise _fail(path, f"not a readable table (ragged rows?): {_gist(exc)}") from exc
 
 
 def _read_table(path: Path, key: str | None) -> Any:
