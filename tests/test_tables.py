@@ -225,15 +225,16 @@ def test_latex_is_booktabs_with_notice_and_footer() -> None:
 
 
 def test_write_table_round_trips_csv(tmp_path) -> None:
-    """The workflow's path (stages.write_table): exact CSV, Markdown and LaTeX renderings."""
+    """The workflow's path (stages.table): exact CSV, Markdown and LaTeX renderings."""
     from kdspectra import stages
 
     t = tables.table1(make_summary(), experiment="clip_x")
     make_summary().to_parquet(tmp_path / "summary.parquet")
     make_noise().to_parquet(tmp_path / "noise.parquet")
     paths = {k: tmp_path / f"table1.{k}" for k in ("csv", "md", "tex", "provenance")}
-    inputs = (tmp_path / "summary.parquet", tmp_path / "noise.parquet")
-    stages.write_table("table1", *inputs, {"experiment": "clip_x"}, RANDOM.to_dict(), paths)
+    inputs = {"summary": tmp_path / "summary.parquet", "noise": tmp_path / "noise.parquet"}
+    params = {"options": {"experiment": "clip_x"}, "provenance": RANDOM.to_dict()}
+    stages.table(inputs, paths, params)
     back = pd.read_csv(paths["csv"])
     assert back["params"].tolist() == t["params"].tolist()
     assert back["effective_rank"].tolist() == t["effective_rank"].tolist()
