@@ -16,8 +16,15 @@ from kdspectra.embeddings import save_embeddings
 from kdspectra.errors import ArtifactError
 from kdspectra.io import save_json, save_npy
 from kdspectra.spectrum import effective_rank, effective_rank_l2, norm_cv
+from kdspectra.train_config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def prepare_digits(outdir: Path) -> None:
+    """The prepare_dataset stage on the built-in digits (no archive)."""
+    params = {"fmt": "sklearn-digits", "outdir": outdir, "source": {"format": "sklearn-digits"}}
+    stages.prepare_dataset({}, {"source": outdir / "source.json"}, params)
 
 
 def _emb(rng: np.random.Generator, n: int, d: int, labels: np.ndarray) -> np.ndarray:
@@ -34,12 +41,10 @@ def test_spectrum_stage_writes_values_rank_and_alignment(tmp_path: Path) -> None
     save_embeddings(tmp_path / "t.npy", tmp_path / "t.parquet", teacher, labels, "test")
     save_embeddings(tmp_path / "s.npy", tmp_path / "s.parquet", student, labels, "test")
     save_json(tmp_path / "meta.json", {"feature_width": 5})
-    stages.spectrum(
-        tmp_path / "s.npy",
-        tmp_path / "sv.parquet",
-        tmp_path / "sv.json",
-        tmp_path / "t.npy",
-        meta=tmp_path / "meta.json",
+    stages.measure_spectrum(
+        {"test": tmp_path / "s.npy", "teacher": tmp_path / "t.npy", "meta": tmp_path / "meta.json"},
+        {"values": tmp_path / "sv.parquet", "stats": tmp_path / "sv.json"},
+        {},
     )
     stats = json.loads((tmp_path / "sv.json").read_text())
     assert stats["effective_rank"] == pytest.approx(effective_rank(student))
@@ -47,7 +52,11 @@ def test_spectrum_stage_writes_values_rank_and_alignment(tmp_path: Path) -> None
     assert stats["norm_cv"] == pytest.approx(norm_cv(student))
     assert stats["rank_ceiling"] == 5  # the feature width, below N - 1 = 59 and D = 8
     assert stats["cos_to_teacher"] > 0.99
-    stages.spectrum(tmp_path / "t.npy", tmp_path / "tv.parquet", tmp_path / "tv.json", None)
+    stages.measure_spectrum(
+        {"test": tmp_path / "t.npy"},
+        {"values": tmp_path / "tv.parquet", "stats": tmp_path / "tv.json"},
+        {},
+    )
     assert json.loads((tmp_path / "tv.json").read_text())["rank_ceiling"] == 8  # min(N-1, D)
     sv = pd.read_parquet(tmp_path / "sv.parquet")["singular_value"].to_numpy()
     assert len(sv) == 8 and np.all(np.diff(sv) <= 0)
@@ -61,12 +70,14 @@ def test_spectrum_stage_refuses_student_meta_without_feature_width(tmp_path: Pat
         save_embeddings(tmp_path / f"{name}.npy", tmp_path / f"{name}.parquet", emb, labels, "test")
     save_json(tmp_path / "meta.json", {"params": 10})
     with pytest.raises(ArtifactError, match="feature_width"):
-        stages.spectrum(
-            tmp_path / "s.npy",
-            tmp_path / "o.parquet",
-            tmp_path / "o.json",
-            tmp_path / "t.npy",
-            meta=tmp_path / "meta.json",
+        stages.measure_spectrum(
+            {
+                "test": tmp_path / "s.npy",
+                "teacher": tmp_path / "t.npy",
+                "meta": tmp_path / "meta.json",
+            },
+            {"values": tmp_path / "o.parquet", "stats": tmp_path / "o.json"},
+            {},
         )
     assert not (tmp_path / "o.json").exists()
 
@@ -80,12 +91,14 @@ def test_spectrum_stage_refuses_mismatched_teacher(tmp_path: Path) -> None:
     save_npy(tmp_path / "t.npy", rng.normal(size=(9, 4)).astype(np.float32))
     save_json(tmp_path / "meta.json", {"feature_width": 4})
     with pytest.raises(ArtifactError, match=r"t\.npy"):
-        stages.spectrum(
-            tmp_path / "s.npy",
-            tmp_path / "o.parquet",
-            tmp_path / "o.json",
-            tmp_path / "t.npy",
-            meta=tmp_path / "meta.json",
+        stages.measure_spectrum(
+            {
+                "test": tmp_path / "s.npy",
+                "teacher": tmp_path / "t.npy",
+                "meta": tmp_path / "meta.json",
+            },
+            {"values": tmp_path / "o.parquet", "stats": tmp_path / "o.json"},
+            {},
         )
     assert not (tmp_path / "o.json").exists()
 
@@ -97,9 +110,9 @@ def test_mean_cosine() -> None:
     assert stages.mean_cosine(a, a[::-1]) == pytest.approx(0.0)
 
 
-def test_parse_model() -> None:
-    assert stages.parse_model("teacher")["seed"] == -1
-    assert stages.parse_model("cnn_m/cosine_infonce/seed3") == {
+def test_model_keys() -> None:
+    assert stages.model_keys("teacher")["seed"] == -1
+    assert stages.model_keys("cnn_m/cosine_infonce/seed3") == {
         "role": "student",
         "student": "cnn_m",
         "objective": "cosine_infonce",
@@ -119,27 +132,23 @@ def test_noise_stage_and_collect(tmp_path: Path) -> None:
     noisy = np.stack([clean, clean + 5 * rng.normal(size=clean.shape)]).astype(np.float32)
     save_npy(tmp_path / "noisy.npy", noisy)
     probe = {"seed": 0, "Cs": [1.0], "max_iter": 100}
-    stages.noise(
-        tmp_path / "tr.npy",
-        tmp_path / "ytr.npy",
-        tmp_path / "noisy.npy",
-        tmp_path / "yte.npy",
-        [0.0, 0.5],
-        probe,
-        tmp_path / "noise.parquet",
+    inputs = {
+        "train": tmp_path / "tr.npy",
+        "train_labels": tmp_path / "ytr.npy",
+        "noisy": tmp_path / "noisy.npy",
+        "test_labels": tmp_path / "yte.npy",
+    }
+    stages.measure_noise(
+        inputs, {"accuracy": tmp_path / "noise.parquet"}, {"sigmas": [0.0, 0.5], "probe": probe}
     )
     curve = pd.read_parquet(tmp_path / "noise.parquet")
     assert list(curve["sigma"]) == [0.0, 0.5]
     assert curve["accuracy"].iloc[0] > curve["accuracy"].iloc[1]
     with pytest.raises(ArtifactError, match=r"noisy\.npy"):
-        stages.noise(
-            tmp_path / "tr.npy",
-            tmp_path / "ytr.npy",
-            tmp_path / "noisy.npy",
-            tmp_path / "yte.npy",
-            [0.0, 0.2, 0.5],
-            probe,
-            tmp_path / "bad.parquet",
+        stages.measure_noise(
+            inputs,
+            {"accuracy": tmp_path / "bad.parquet"},
+            {"sigmas": [0.0, 0.2, 0.5], "probe": probe},
         )
 
     spec = {"effective_rank": 3.0, "effective_rank_rv": 2.5, "cos_to_teacher": 0.9}
@@ -154,11 +163,12 @@ def test_noise_stage_and_collect(tmp_path: Path) -> None:
         "noise": tmp_path / "noise.parquet",
         "meta": tmp_path / "meta.json",
     }
+    collected = {"summary": tmp_path / "summary.parquet", "noise": tmp_path / "long.parquet"}
     with pytest.raises(ArtifactError, match="effective_rank_l2"):  # an old spectrum JSON
-        stages.collect([record], tmp_path / "summary.parquet", tmp_path / "long.parquet")
+        stages.collect({}, collected, {"records": [record]})
     spec |= {"effective_rank_l2": 4.0, "norm_cv": 0.2, "rank_ceiling": 6}
     save_json(tmp_path / "spec.json", spec)
-    stages.collect([record], tmp_path / "summary.parquet", tmp_path / "long.parquet")
+    stages.collect({}, collected, {"records": [record]})
     summary = pd.read_parquet(tmp_path / "summary.parquet")
     assert summary.loc[0, "params"] == 1234 and summary.loc[0, "student"] == "cnn_s"
     assert summary.loc[0, "rank_ceiling"] == 6 and summary.loc[0, "effective_rank_l2"] == 4.0
@@ -171,14 +181,14 @@ def test_train_config_maps_every_key() -> None:
     import yaml
 
     cfg = validate_config(yaml.safe_load((REPO / "config.yaml").read_text()), schema)
-    tc = stages.train_config(cfg["training"], "cosine_infonce", 7)
+    tc = TrainConfig.from_config(cfg["training"], "cosine_infonce", 7)
     assert tc.seed == 7 and tc.objective == "cosine_infonce"
     assert tc.temperature == cfg["training"]["infonce"]["temperature"]
     assert tc.crop_padding == cfg["training"]["augment"]["crop_padding"]
 
 
 def test_prepare_digits_and_load_split(tmp_path: Path) -> None:
-    stages.prepare("sklearn-digits", None, tmp_path, {"format": "sklearn-digits"})
+    prepare_digits(tmp_path)
     images, labels = stages.load_split(tmp_path, "test")
     assert images.dtype == np.uint8 and images.shape[1:] == (32, 32, 3)
     assert len(images) == len(labels) == 360
@@ -193,11 +203,13 @@ def test_report_writers_leave_a_provenance_sidecar_beside_every_csv(tmp_path: Pa
     prov = RANDOM.to_dict()
     out = {k: tmp_path / f"t.{k}" for k in ("csv", "md")} | {"provenance": tmp_path / "t.json"}
     args = (tmp_path / "summary.parquet", tmp_path / "noise.parquet")
-    stages.write_table("teachers", *args, {}, prov, out)
+    inputs = dict(zip(("summary", "noise"), args, strict=True))
+    out["csv"] = tmp_path / "teachers.csv"  # the table is named by its CSV
+    stages.table(inputs, out, {"options": {}, "provenance": prov})
     assert json.loads(out["provenance"].read_text())["random_init"] is True
     out = {k: tmp_path / f"c.{k}" for k in ("csv", "md")} | {"provenance": tmp_path / "c.json"}
     opts = {"tables_experiment": "clip_x", "figures_experiment": "dino_x", "omitted": ["x: y"]}
-    stages.write_claims(*args, opts, prov, out)
+    stages.claims(inputs, out, {"options": opts, "provenance": prov})
     assert json.loads(out["provenance"].read_text())["commit"] == RANDOM.commit
     frame = pd.read_csv(out["csv"])
     assert frame["note"].str.contains("random-init").all()
@@ -214,11 +226,11 @@ def _paper_config() -> dict:
 def test_per_student_overrides_reach_only_their_student() -> None:
     training = _paper_config()["training"]
     training["per_student"]["cnn_m"] = {"augment": {"jitter": 0.1}, "infonce": {"weight": 0.5}}
-    vit = stages.train_config(training, "cosine", 0, "tiny_vit")
-    cnn = stages.train_config(training, "cosine", 0, "cnn_s")
+    vit = TrainConfig.from_config(training, "cosine", 0, "tiny_vit")
+    cnn = TrainConfig.from_config(training, "cosine", 0, "cnn_s")
     assert (vit.lr, vit.epochs, vit.warmup_epochs) == (1e-3, 60, 5)
     assert (cnn.lr, cnn.epochs, cnn.warmup_epochs) == (training["lr"], training["epochs"], 1)
-    nested = stages.train_config(training, "cosine_infonce", 0, "cnn_m")
+    nested = TrainConfig.from_config(training, "cosine_infonce", 0, "cnn_m")
     assert nested.jitter == 0.1 and nested.infonce_weight == 0.5
     # keys the override does not name keep the section's values
     assert nested.grayscale_p == training["augment"]["grayscale_p"]
@@ -266,14 +278,15 @@ def test_teacher_views_stage_embeds_the_views_training_replays(
 
     teacher = _LinearTeacher()
     monkeypatch.setattr(kdspectra.teachers, "build_teacher", lambda spec, device: teacher)
-    stages.prepare("sklearn-digits", None, tmp_path, {"format": "sklearn-digits"})
+    prepare_digits(tmp_path)
     training = {
         "augment": {"crop_padding": 4, "jitter": 0.4, "grayscale_p": 0.2},
         "teacher_views_k": 3,
         "teacher_views_seed": 11,
     }
     out = {"views": tmp_path / "views.npy", "meta": tmp_path / "views.json"}
-    stages.extract_teacher_views({"name": "lin"}, "cpu", tmp_path, training, out)
+    params = {"spec": {"name": "lin"}, "device": "cpu", "data_dir": tmp_path, "views": training}
+    stages.extract_teacher_views({}, out, params)
     views = np.load(out["views"])
     images, _ = stages.load_split(tmp_path, "train")
     assert views.shape == (3, len(images), teacher.dim) and views.dtype == np.float32
@@ -295,9 +308,9 @@ def test_a_deterministic_training_failure_is_not_repeated_by_a_retry(
     training again; new settings (or inputs) lift the marker; success removes it."""
     import kdspectra.train
     from kdspectra.failures import RepeatedFailureError, marker_path
-    from kdspectra.train import NonFiniteLossError
+    from kdspectra.train_record import NonFiniteLossError
 
-    stages.prepare("sklearn-digits", None, tmp_path, {"format": "sklearn-digits"})
+    prepare_digits(tmp_path)
     _, labels = stages.load_split(tmp_path, "train")
     teacher = tmp_path / "teacher.npy"
     save_npy(teacher, np.ones((len(labels), 4), dtype=np.float32))
@@ -313,13 +326,13 @@ def test_a_deterministic_training_failure_is_not_repeated_by_a_retry(
     training = _paper_config()["training"] | {"lr": 0.5}
     ckpt = tmp_path / "ckpt" / "seed0.pt"
     out = {k: tmp_path / f"out.{k}" for k in ("weights", "metrics", "meta")}
-    args = ("cnn_s", "cosine", 0, training, "cpu", tmp_path, teacher, out, ckpt)
+    params = {"student": "cnn_s", "objective": "cosine", "seed": 0, "training": training}
+    params |= {"device": "cpu", "data_dir": tmp_path, "checkpoint": ckpt}
+    args = ({"teacher": teacher}, out, params)
     with pytest.raises(NonFiniteLossError):
-        stages.train(*args)
+        stages.train_student(*args)
     with pytest.raises(RepeatedFailureError, match="non-finite loss at epoch 1"):
-        stages.train(*args)  # the scheduler's retry: no second training
+        stages.train_student(*args)  # the scheduler's retry: no second training
     assert calls == [0.5] and marker_path(ckpt).exists()
-    stages.train(
-        "cnn_s", "cosine", 0, training | {"lr": 0.002}, "cpu", tmp_path, teacher, out, ckpt
-    )
+    stages.train_student({"teacher": teacher}, out, params | {"training": training | {"lr": 0.002}})
     assert calls == [0.5, 0.002] and not marker_path(ckpt).exists()

@@ -1,8 +1,11 @@
-"""One function per workflow rule: the glue between artifact paths and the library.
+"""One function per workflow rule, named like the rule: the glue between paths and library.
 
-`workflow/scripts/*.py` only unpack ``snakemake.input/output/params/log`` and call one of
-these, so everything a rule does is reachable (and tested) without Snakemake. Heavy
-imports (torch, open_clip, timm, sklearn) happen inside the functions that need them.
+Every rule's function takes ``(inputs, outputs, params)``: mappings from the names the
+rule gives its inputs, outputs and params (Snakemake's ``snakemake.input``/``output``/
+``params``, or plain dicts in tests) to their values. `workflow/scripts/*.py` only set up
+logging and pass those three on, so everything a rule does is reachable (and tested)
+without Snakemake. Heavy imports (torch, open_clip, timm, sklearn) happen inside the
+functions that need them.
 """
 
 from __future__ import annotations
@@ -21,29 +24,40 @@ from kdspectra.errors import ArtifactError
 from kdspectra.io import load_json, load_npy, save_csv, save_json, save_npy, save_parquet, save_text
 from kdspectra.noise import embed_noisy
 from kdspectra.provenance import Provenance
+from kdspectra.registry import TEACHER_MODEL, ModelId
 
 log = logging.getLogger("kdspectra.stages")
 PathLike = str | Path
+Named = Mapping[str, Any]  # a rule's input, output or params: name -> value
+
+
+def _named(m: Any) -> dict[str, Any]:
+    """A plain dict of a rule's named inputs/outputs/params (Snakemake's Namedlist is no
+    Mapping: ``in`` would test its values, not its names)."""
+    return dict(m.items()) if hasattr(m, "items") else dict(m)
 
 
 # --------------------------------------------------------------------------- data
 
 
-def download_archive(url: str, md5: str, dest: PathLike) -> None:
-    """Fetch one dataset archive and verify its md5 (rule ``download``)."""
-    from kdspectra.download import download
+def download(inputs: Named, outputs: Named, params: Named) -> None:
+    """Fetch one dataset archive (``outputs.archive``) from ``params.url`` and verify
+    ``params.md5``."""
+    from kdspectra.download import download as fetch
 
-    download(url, md5, Path(dest))
+    params = _named(params)
+    fetch(params["url"], params["md5"], Path(_named(outputs)["archive"]))
 
 
-def prepare(
-    fmt: str, archive: PathLike | None, outdir: PathLike, source: Mapping[str, Any]
-) -> None:
-    """Turn an archive into the prepared uint8 arrays (rule ``prepare_dataset``)."""
-    from kdspectra.datasets import prepare_dataset
+def prepare_dataset(inputs: Named, outputs: Named, params: Named) -> None:
+    """Turn ``inputs.archive`` (none for built-in sets) into the prepared uint8 arrays in
+    ``params.outdir``, with ``outputs.source`` recording ``params.source`` and the format."""
+    from kdspectra.datasets import prepare_dataset as prepare
 
-    info = prepare_dataset(fmt, Path(archive) if archive else None, Path(outdir))
-    save_json(Path(outdir) / "source.json", {**dict(source), "format": fmt, **info})
+    params, outputs = _named(params), _named(outputs)
+    fmt, archive = params["fmt"], _named(inputs).get("archive") or None
+    info = prepare(fmt, Path(archive) if archive else None, Path(params["outdir"]))
+    save_json(outputs["source"], {**dict(params["source"]), "format": fmt, **info})
 
 
 def load_split(data_dir: PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -58,19 +72,12 @@ def load_split(data_dir: PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------- teachers
 
 
-def extract_teacher(
-    spec: Mapping[str, Any],
-    device_name: str,
-    data_dir: PathLike,
-    out: Mapping[str, PathLike],
-    *,
-    probe: Mapping[str, Any] | None = None,
-) -> None:
+def extract_teacher(inputs: Named, outputs: Named, params: Named) -> None:
     """Teacher embeddings of train and test, a JSON of how they were made, sanity metrics.
 
-    ``out`` holds ``train``, ``test`` (.npy), ``train_parquet``, ``test_parquet``,
-    ``meta`` and ``sanity`` (.json) paths (rule ``extract_teacher``); ``probe`` holds
-    :func:`kdspectra.probe.fit_probe` keyword arguments (see
+    ``outputs`` holds ``train``, ``test`` (.npy), ``train_parquet``, ``test_parquet``,
+    ``meta`` and ``sanity`` (.json); ``params`` the teacher ``spec``, ``device``,
+    ``data_dir`` and ``probe`` (:func:`kdspectra.probe.fit_probe` keyword arguments, see
     :func:`kdspectra.config.probe_options`).
     """
     from kdspectra.device import device_record, resolve_device
@@ -78,7 +85,9 @@ def extract_teacher(
     from kdspectra.spectrum import effective_rank
     from kdspectra.teachers import build_teacher
 
-    device = resolve_device(device_name)
+    params, out = _named(params), _named(outputs)
+    spec, data_dir, probe = params["spec"], params["data_dir"], params.get("probe")
+    device = resolve_device(params["device"])
     teacher = build_teacher(spec, device=device)
     results, rates = {}, {}
     for split in ("train", "test"):
@@ -102,37 +111,31 @@ def extract_teacher(
     save_json(out["sanity"], sanity)
 
 
-def extract_teacher_noisy(
-    spec: Mapping[str, Any],
-    device_name: str,
-    data_dir: PathLike,
-    sigmas: Sequence[float],
-    seed: int,
-    out: PathLike,
-) -> None:
-    """Teacher embeddings of the test split at every noise level (``extract_teacher_noisy``)."""
+def extract_teacher_noisy(inputs: Named, outputs: Named, params: Named) -> None:
+    """Teacher embeddings of the test split at every noise level (``outputs.noisy``, S×N×D)
+    for ``params.sigmas`` drawn from ``params.seed``."""
     from kdspectra.device import resolve_device
     from kdspectra.teachers import build_teacher
 
-    teacher = build_teacher(spec, device=resolve_device(device_name))
-    images, _ = load_split(data_dir, "test")
+    params = _named(params)
+    spec = params["spec"]
+    teacher = build_teacher(spec, device=resolve_device(params["device"]))
+    images, _ = load_split(params["data_dir"], "test")
     bs = int(spec.get("batch_size", 256))
-    save_npy(out, embed_noisy(lambda x: teacher.embed(x, batch_size=bs), images, sigmas, seed))
+    noisy = embed_noisy(
+        lambda x: teacher.embed(x, batch_size=bs), images, params["sigmas"], params["seed"]
+    )
+    save_npy(_named(outputs)["noisy"], noisy)
 
 
-def extract_teacher_views(
-    spec: Mapping[str, Any],
-    device_name: str,
-    data_dir: PathLike,
-    training: Mapping[str, Any],
-    out: Mapping[str, PathLike],
-) -> None:
-    """Teacher embeddings of K seeded views of every train image (``extract_teacher_views``).
+def extract_teacher_views(inputs: Named, outputs: Named, params: Named) -> None:
+    """Teacher embeddings of K seeded views of every train image.
 
-    ``out["views"]`` gets a K×N×D float32 array, view k of image i made by
-    :func:`kdspectra.data.cached_view_params` from ``training.teacher_views_seed`` and
-    ``training.augment``; training replays exactly these views (``teacher_view: same``).
-    ``out["meta"]`` records how. Costs K extractions of the train split.
+    ``outputs.views`` gets a K×N×D float32 array, view k of image i made by
+    :func:`kdspectra.data.cached_view_params` from ``params.views`` (the training keys
+    ``teacher_views_k``, ``teacher_views_seed`` and ``augment``); training replays exactly
+    these views (``teacher_view: same``). ``outputs.meta`` records how. Costs K
+    extractions of the train split.
     """
     import torch
 
@@ -140,9 +143,11 @@ def extract_teacher_views(
     from kdspectra.device import resolve_device
     from kdspectra.teachers import build_teacher
 
-    device = resolve_device(device_name)
+    params, out = _named(params), _named(outputs)
+    spec, training = params["spec"], params["views"]
+    device = resolve_device(params["device"])
     teacher = build_teacher(spec, device=device)
-    images, _ = load_split(data_dir, "train")
+    images, _ = load_split(params["data_dir"], "train")
     aug, k = training["augment"], int(training["teacher_views_k"])
     table = cached_view_params(
         len(images), k, int(training["teacher_views_seed"]),
@@ -179,125 +184,77 @@ def extract_teacher_views(
 # --------------------------------------------------------------------------- students
 
 
-def student_training(training: Mapping[str, Any], student: str) -> dict[str, Any]:
-    """The ``training`` section with ``training.per_student.<student>`` merged over it.
+def train_student(inputs: Named, outputs: Named, params: Named) -> None:
+    """Distil one student; resumes from ``params.checkpoint``.
 
-    Per-student overrides let the transformer students of the ablation train with the
-    settings a ViT needs (longer warmup, lower LR) instead of the CNNs'.
-    """
-    override = dict(training.get("per_student", {}).get(student) or {})
-    merged = {k: v for k, v in training.items() if k != "per_student"}
-    for key in ("augment", "infonce"):
-        if key in override:
-            override[key] = {**merged[key], **override[key]}
-    return {**merged, **override}
-
-
-def train_config(
-    training: Mapping[str, Any], objective: str, seed: int, student: str | None = None
-) -> Any:
-    """Map the config's ``training`` section (with ``student``'s overrides) to a
-    :class:`kdspectra.train.TrainConfig`."""
-    from kdspectra.train import TrainConfig
-
-    if student is not None:
-        training = student_training(training, student)
-    aug, nce = training["augment"], training["infonce"]
-    return TrainConfig(
-        objective=objective,
-        epochs=int(training["epochs"]),
-        batch_size=int(training["batch_size"]),
-        lr=float(training["lr"]),
-        weight_decay=float(training["weight_decay"]),
-        warmup_epochs=float(training["warmup_epochs"]),
-        infonce_weight=float(nce["weight"]),
-        temperature=float(nce["temperature"]),
-        crop_padding=int(aug["crop_padding"]),
-        jitter=float(aug["jitter"]),
-        grayscale_p=float(aug["grayscale_p"]),
-        width_mult=float(training["width_mult"]),
-        compile=bool(training["compile"]),
-        teacher_view=str(training["teacher_view"]),
-        teacher_views_seed=int(training["teacher_views_seed"]),
-        deterministic=bool(training["deterministic"]),
-        seed=int(seed),
-    )
-
-
-def train(
-    student: str,
-    objective: str,
-    seed: int,
-    training: Mapping[str, Any],
-    device_name: str,
-    data_dir: PathLike,
-    teacher_train: PathLike,
-    out: Mapping[str, PathLike],
-    checkpoint: PathLike,
-    *,
-    teacher_meta: PathLike | None = None,
-    embed: Mapping[str, Any] | None = None,
-) -> None:
-    """Distil one student (rule ``train_student``); resumes from ``checkpoint``.
-
-    With ``embed`` (:func:`embed_student`'s keyword arguments) the same job then embeds
-    train, test and the noisy test copies with the saved weights into ``out``: one
-    process and one torch start-up per model instead of two.
-
-    ``teacher_train`` is the clean N×D train embeddings, or the K×N×D cached-view
-    embeddings when ``training.teacher_view`` is ``same``; ``teacher_meta`` (the teacher's
-    meta.json) supplies the weights source for the checkpoint's input fingerprints. A
-    deterministic failure (NaN loss, bad artifact) is not repeated by a scheduler retry
-    (:mod:`kdspectra.failures`).
+    ``params`` holds ``student``, ``objective``, ``seed``, the config's ``training``
+    section (converted once, by :meth:`kdspectra.train_config.TrainConfig.from_config`),
+    ``device`` and ``data_dir``. ``inputs.teacher`` is the clean N×D train embeddings, or
+    the K×N×D cached-view embeddings when ``training.teacher_view`` is ``same``;
+    ``inputs.teacher_meta`` (the teacher's meta.json) supplies the weights source for the
+    checkpoint's input fingerprints. ``outputs`` holds ``weights``, ``metrics`` and
+    ``meta``; when it also names the embeddings (``train``, ``test``, their parquets and
+    ``test_noisy``), the same job embeds with the saved weights (:func:`embed_student`,
+    ``params.embed_batch_size``, ``sigmas``, ``noise_seed``): one process and one torch
+    start-up per model instead of two. A deterministic failure (NaN loss) is not repeated
+    by a scheduler retry (:mod:`kdspectra.failures`).
     """
     import dataclasses
 
     from kdspectra.failures import fail_fast_on_repeat, job_identity, marker_path
+    from kdspectra.train_config import TrainConfig
 
-    cfg = train_config(training, objective, seed, student)
-    inputs = [teacher_train, Path(data_dir) / "train_images.npy"]
-    identity = job_identity({"student": student, **dataclasses.asdict(cfg)}, inputs)
+    inputs, out, params = _named(inputs), _named(outputs), _named(params)
+    student, checkpoint = params["student"], params["checkpoint"]
+    cfg = TrainConfig.from_config(
+        params["training"], params["objective"], int(params["seed"]), student
+    )
+    files = [inputs["teacher"], Path(params["data_dir"]) / "train_images.npy"]
+    identity = job_identity({"student": student, **dataclasses.asdict(cfg)}, files)
     with fail_fast_on_repeat(marker_path(checkpoint), identity):
-        _train(student, cfg, device_name, data_dir, teacher_train, out, checkpoint, teacher_meta)
-        if embed is not None:
-            embed_student(out["weights"], out["meta"], device_name, data_dir, out, **embed)
+        _train(student, cfg, params, inputs, out)
+        if "test" in out:
+            embed_student(
+                out["weights"],
+                out["meta"],
+                params["device"],
+                params["data_dir"],
+                out,
+                batch_size=params["embed_batch_size"],
+                sigmas=params["sigmas"],
+                noise_seed=params["noise_seed"],
+            )
 
 
 def _train(
-    student: str,
-    cfg: Any,
-    device_name: str,
-    data_dir: PathLike,
-    teacher_train: PathLike,
-    out: Mapping[str, PathLike],
-    checkpoint: PathLike,
-    teacher_meta: PathLike | None,
+    student: str, cfg: Any, params: Named, inputs: Named, out: Mapping[str, PathLike]
 ) -> None:
     from kdspectra.device import resolve_device
-    from kdspectra.train import train_student
+    from kdspectra.train import train_student as train
 
-    images, labels = load_split(data_dir, "train")
+    images, labels = load_split(params["data_dir"], "train")
     if cfg.teacher_view == "same":
-        teacher_emb = load_npy(teacher_train, dtype=np.float32, ndim=3, finite=True)
+        teacher_emb = load_npy(inputs["teacher"], dtype=np.float32, ndim=3, finite=True)
     else:
-        teacher_emb = load_embeddings(teacher_train, rows=len(labels))
-    source = load_json(teacher_meta)["weights_source"] if teacher_meta else "unknown"
-    train_student(
+        teacher_emb = load_embeddings(inputs["teacher"], rows=len(labels))
+    meta = inputs.get("teacher_meta")
+    source = load_json(meta)["weights_source"] if meta else "unknown"
+    train(
         student,
         images,
         teacher_emb,
         cfg,
-        device=resolve_device(device_name),
+        device=resolve_device(params["device"]),
         weights_out=Path(out["weights"]),
         metrics_out=Path(out["metrics"]),
         meta_out=Path(out["meta"]),
-        checkpoint=Path(checkpoint),
+        checkpoint=Path(params["checkpoint"]),
         teacher_weights=str(source),
     )
 
 
 def _load_trained(weights: PathLike, meta_path: PathLike, device: Any) -> Any:
-    from kdspectra.train import load_student
+    from kdspectra.inference import load_student
 
     meta = load_json(meta_path)
     return load_student(
@@ -326,7 +283,7 @@ def embed_student(
     the teacher and probes compare like with like.
     """
     from kdspectra.device import resolve_device
-    from kdspectra.train import embed_images
+    from kdspectra.inference import embed_images
 
     device = resolve_device(device_name)
     model = _load_trained(weights, meta, device)
@@ -343,25 +300,18 @@ def embed_student(
 # --------------------------------------------------------------------------- evaluation
 
 
-def spectrum(
-    test_emb: PathLike,
-    out_parquet: PathLike,
-    out_json: PathLike,
-    teacher_test: PathLike | None,
-    *,
-    test_labels: PathLike | None = None,
-    meta: PathLike | None = None,
-) -> None:
-    """Singular values, both effective ranks and the rank ceiling of one model (rule
-    ``spectrum``).
+def measure_spectrum(inputs: Named, outputs: Named, params: Named) -> None:
+    """Singular values (``outputs.values``), both effective ranks and the rank ceiling
+    (``outputs.stats``) of one model's test embeddings (``inputs.test``).
 
     Records ``effective_rank`` (raw rows: the paper's number), ``effective_rank_l2``
     (rows L2-normalised first), ``norm_cv`` and ``rank_ceiling``. For students (those with
-    a ``teacher_test``) also the mean cosine similarity to the teacher on the same images:
-    InfoNCE trades alignment for uniformity and a reader must see both; the student's
-    ``meta`` JSON must then carry ``feature_width``, the head's input width that caps its
-    rank. With ``test_labels`` the embeddings must have one row per test label, so a
-    matrix from another split or run is named here instead of becoming a plausible rank.
+    an ``inputs.teacher``, the teacher's test embeddings) also the mean cosine similarity
+    to the teacher on the same images: InfoNCE trades alignment for uniformity and a reader
+    must see both; the student's ``inputs.meta`` JSON must then carry ``feature_width``,
+    the head's input width that caps its rank. With ``inputs.labels`` (the test labels)
+    the embeddings must have one row per label, so a matrix from another split or run is
+    named here instead of becoming a plausible rank.
     """
     from kdspectra.spectrum import (
         effective_rank_from_singular_values,
@@ -371,9 +321,11 @@ def spectrum(
         singular_values,
     )
 
+    inputs, outputs = _named(inputs), _named(outputs)
+    teacher_test, test_labels = inputs.get("teacher"), inputs.get("labels")
     rows = len(load_labels(test_labels)) if test_labels is not None else None
-    emb = load_embeddings(test_emb, rows=rows)
-    width = _feature_width(meta) if teacher_test is not None else None
+    emb = load_embeddings(inputs["test"], rows=rows)
+    width = _feature_width(inputs.get("meta")) if teacher_test is not None else None
     sv = singular_values(emb)
     stats: dict[str, Any] = {
         "n": int(emb.shape[0]),
@@ -388,8 +340,9 @@ def spectrum(
     if teacher_test is not None:
         teacher = load_embeddings(teacher_test, rows=emb.shape[0], dim=emb.shape[1])
         stats["cos_to_teacher"] = mean_cosine(emb, teacher)
-    save_parquet(out_parquet, pd.DataFrame({"index": np.arange(len(sv)), "singular_value": sv}))
-    save_json(out_json, stats)
+    values = pd.DataFrame({"index": np.arange(len(sv)), "singular_value": sv})
+    save_parquet(outputs["values"], values)
+    save_json(outputs["stats"], stats)
 
 
 def _feature_width(meta: PathLike | None) -> int:
@@ -413,17 +366,16 @@ def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(num / np.maximum(den, 1e-12)))
 
 
-def noise(
-    train_emb: PathLike,
-    train_labels: PathLike,
-    noisy_test: PathLike,
-    test_labels: PathLike,
-    sigmas: Sequence[float],
-    probe: Mapping[str, Any],
-    out: PathLike,
-) -> None:
-    """Linear-probe accuracy under every noise level (rule ``noise``)."""
+def measure_noise(inputs: Named, outputs: Named, params: Named) -> None:
+    """Linear-probe accuracy under every noise level (``outputs.accuracy``): a probe
+    (``params.probe``) fit on ``inputs.train`` embeddings and ``train_labels``, scored on
+    ``inputs.noisy`` (one test copy per ``params.sigmas``) against ``test_labels``."""
     from kdspectra.probe import fit_probe, noise_accuracy
+
+    inputs, params = _named(inputs), _named(params)
+    sigmas, noisy_test = params["sigmas"], inputs["noisy"]
+    train_labels, test_labels = inputs["train_labels"], inputs["test_labels"]
+    train_emb = inputs["train"]
 
     ytr, yte = load_labels(train_labels), load_labels(test_labels)
     xtr = load_embeddings(train_emb, rows=len(ytr))
@@ -437,10 +389,10 @@ def noise(
             f"{noisy_test}: expected shape ({len(sigmas)}, {len(yte)}, {xtr.shape[1]}) "
             f"(sigmas, test rows, dim), found {noisy.shape}"
         )
-    fitted = fit_probe(xtr, ytr, **probe)
+    fitted = fit_probe(xtr, ytr, **params["probe"])
     frame = noise_accuracy(fitted, noisy, yte, list(sigmas))
     frame["probe_C"] = fitted.C
-    save_parquet(out, frame)
+    save_parquet(_named(outputs)["accuracy"], frame)
 
 
 # What collect carries from each spectrum JSON into the run summary.
@@ -453,34 +405,29 @@ SPECTRUM_METRICS = (
     "cos_to_teacher",
 )
 
-# Which experiment a model belongs to; parse_model() adds which model it is.
+# Which experiment a model belongs to; model_keys() adds which model it is.
 RUN_KEYS = ("experiment", "dataset", "teacher")
 
 
-def parse_model(model: str) -> dict[str, Any]:
-    """``teacher`` or ``<student>/<objective>/seed<k>`` → summary key columns."""
-    if model == "teacher":
+def model_keys(model: str) -> dict[str, Any]:
+    """``teacher`` or a model id (:class:`kdspectra.registry.ModelId`) → summary columns."""
+    if model == TEACHER_MODEL:
         return {"role": "teacher", "student": "", "objective": "", "seed": -1}
-    student, objective, seed = model.split("/")
-    return {
-        "role": "student",
-        "student": student,
-        "objective": objective,
-        "seed": int(seed.removeprefix("seed")),
-    }
+    mid = ModelId.parse(model)
+    return {"role": "student", "student": mid.student, "objective": mid.objective, "seed": mid.seed}
 
 
-def collect(
-    records: Sequence[Mapping[str, Any]], summary_out: PathLike, noise_out: PathLike
-) -> None:
-    """Gather every model's metrics into the run summary and the long noise table.
+def collect(inputs: Named, outputs: Named, params: Named) -> None:
+    """Gather every model's metrics into the run summary and the long noise table
+    (``outputs.summary``, ``outputs.noise``).
 
-    Each record names ``experiment, dataset, teacher, model`` and the paths of its
-    ``spectrum`` JSON, ``noise`` Parquet and ``meta`` JSON (rule ``collect``).
+    Each of ``params.records`` names ``experiment, dataset, teacher, model`` and the paths
+    of its ``spectrum`` JSON, ``noise`` Parquet and ``meta`` JSON.
     """
+    outputs = _named(outputs)
     rows, noise_rows = [], []
-    for rec in records:
-        keys = {k: rec[k] for k in RUN_KEYS} | parse_model(rec["model"])
+    for rec in _named(params)["records"]:
+        keys = {k: rec[k] for k in RUN_KEYS} | model_keys(rec["model"])
         spec = load_json(rec["spectrum"])
         missing = [m for m in SPECTRUM_METRICS if m not in spec]
         if missing:
@@ -499,38 +446,42 @@ def collect(
             }
         )
         noise_rows.append(curve[["sigma", "accuracy"]].assign(**keys))
-    save_parquet(summary_out, pd.DataFrame(rows))
+    save_parquet(outputs["summary"], pd.DataFrame(rows))
     cols = [*RUN_KEYS, "role", "student", "objective", "seed", "sigma", "accuracy"]
-    save_parquet(noise_out, pd.concat(noise_rows, ignore_index=True)[cols])
+    save_parquet(outputs["noise"], pd.concat(noise_rows, ignore_index=True)[cols])
 
 
 # --------------------------------------------------------------------------- report
 
 
-def write_resolved_config(config: Mapping[str, Any], out: PathLike) -> None:
-    """Record the exact config the run used (defaults filled in)."""
+def resolved_config(inputs: Named, outputs: Named, params: Named) -> None:
+    """Record the exact config the run used, defaults filled in (``outputs.config``)."""
     import yaml
 
-    save_text(out, yaml.safe_dump(dict(config), sort_keys=False))
+    config = _named(params)["config"]
+    save_text(_named(outputs)["config"], yaml.safe_dump(dict(config), sort_keys=False))
 
 
-def write_table(
-    kind: str,
-    summary: PathLike,
-    noise_table: PathLike,
-    options: Mapping[str, Any],
-    prov: Mapping[str, Any],
-    out: Mapping[str, PathLike],
-) -> None:
-    """Render one table (``table1``, ``table2``, ``ablation``, ``teachers``, ``fig2``, ``fig3``).
+def _report_inputs(inputs: Named) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The run summary and the long noise table every report rule reads."""
+    inputs = _named(inputs)
+    return pd.read_parquet(inputs["summary"]), pd.read_parquet(inputs["noise"])
 
-    The CSV gets a ``<table>.provenance.json`` sidecar (``out["provenance"]``): commit,
-    config hash, teacher weights and the random-init flag, which a CSV cannot carry.
+
+def table(inputs: Named, outputs: Named, params: Named) -> None:
+    """Render one table as CSV (+ ``md``/``tex`` when ``outputs`` names them).
+
+    The table is named by its CSV file's stem (``table1``, ``table2``, ``ablation``,
+    ``teachers``, ``fig2``, ``fig3``). The CSV gets a ``<table>.provenance.json`` sidecar
+    (``outputs.provenance``): commit, config hash, teacher weights and the random-init
+    flag, which a CSV cannot carry. ``params.options`` are the builder's options.
     """
     from kdspectra import render, tables
 
-    frame = tables.build(kind, pd.read_parquet(summary), pd.read_parquet(noise_table), **options)
-    provenance = Provenance.from_dict(prov)
+    out, params = _named(outputs), _named(params)
+    kind = Path(out["csv"]).stem
+    frame = tables.build(kind, *_report_inputs(inputs), **params["options"])
+    provenance = Provenance.from_dict(params["provenance"])
     save_csv(out["csv"], frame)
     save_json(out["provenance"], provenance.to_dict())
     if "md" in out:
@@ -539,61 +490,48 @@ def write_table(
         save_text(out["tex"], render.to_latex(frame, kind, provenance))
 
 
-def write_claims(
-    summary: PathLike,
-    noise_table: PathLike,
-    options: Mapping[str, Any],
-    prov: Mapping[str, Any],
-    out: Mapping[str, PathLike],
-) -> None:
-    """Judge the paper's claims on the run (rule ``claims``): ``out`` holds ``csv``,
-    ``md`` and ``provenance`` paths; ``options`` are :func:`kdspectra.claims.claims_frame`
-    keyword arguments plus ``omitted`` (report artifacts left out, listed in the .md)."""
-    from kdspectra import claims
+# The data tables behind Figures 2 and 3 (and the teachers' table): CSV only.
+data_table = table
 
-    opts = dict(options)
+
+def claims(inputs: Named, outputs: Named, params: Named) -> None:
+    """Judge the paper's claims on the run: ``outputs`` holds ``csv``, ``md`` and
+    ``provenance``; ``params.options`` are :func:`kdspectra.claims.claims_frame` keyword
+    arguments plus ``omitted`` (report artifacts left out, listed in the .md)."""
+    from kdspectra import claims as judge
+
+    out, params = _named(outputs), _named(params)
+    opts = dict(params["options"])
     omitted = opts.pop("omitted", [])
-    provenance = Provenance.from_dict(prov)
-    frame = claims.claims_frame(
-        pd.read_parquet(summary),
-        pd.read_parquet(noise_table),
-        random_init=provenance.random_init,
-        **opts,
-    )
+    provenance = Provenance.from_dict(params["provenance"])
+    frame = judge.claims_frame(*_report_inputs(inputs), random_init=provenance.random_init, **opts)
     save_csv(out["csv"], frame)
     save_json(out["provenance"], provenance.to_dict())
-    save_text(out["md"], claims.to_markdown(frame, provenance, omitted))
+    save_text(out["md"], judge.to_markdown(frame, provenance, omitted))
 
 
-def write_paper_comparison(
-    summary: PathLike,
-    noise_table: PathLike,
-    options: Mapping[str, Any],
-    prov: Mapping[str, Any],
-    out: PathLike,
-) -> None:
-    """Every number of the paper beside ours (rule ``paper_comparison``)."""
+def paper_comparison(inputs: Named, outputs: Named, params: Named) -> None:
+    """Every number of the paper beside ours (``outputs.md``)."""
     from kdspectra import paper
 
+    params = _named(params)
     text = paper.paper_comparison(
-        pd.read_parquet(summary),
-        pd.read_parquet(noise_table),
-        Provenance.from_dict(prov),
-        **options,
+        *_report_inputs(inputs), Provenance.from_dict(params["provenance"]), **params["options"]
     )
-    save_text(out, text)
+    save_text(_named(outputs)["md"], text)
 
 
-def write_figure(
-    figure: str,
-    inputs: Mapping[str, Any],
-    options: Mapping[str, Any],
-    prov: Mapping[str, Any],
-    out: Mapping[str, PathLike],
-) -> None:
-    """Render Figure 1, 2 or 3 as PNG and PDF (rule ``figure``)."""
+def figure(inputs: Named, outputs: Named, params: Named) -> None:
+    """Render Figure 1, 2 or 3 (named by the PNG's stem) as PNG and PDF; ``inputs`` are
+    the spectra (Figure 1) or the data table (Figures 2 and 3)."""
     from kdspectra import figures
 
+    out, params = _named(outputs), _named(params)
     figures.build(
-        figure, inputs, Provenance.from_dict(prov), png=out["png"], pdf=out["pdf"], **options
+        Path(out["png"]).stem,
+        _named(inputs),
+        Provenance.from_dict(params["provenance"]),
+        png=out["png"],
+        pdf=out["pdf"],
+        **params["options"],
     )

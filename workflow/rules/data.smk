@@ -19,7 +19,7 @@ localrules:
 
 rule download:
     output:
-        "results/downloads/{data_key}.tar.gz",
+        archive="results/downloads/{data_key}.tar.gz",
     log:
         "results/logs/download/{data_key}.log",
     retries: 0

@@ -28,11 +28,13 @@ rule train_student:
         mem_mb=student_mem,
         runtime=student_runtime,
     params:
+        student=lambda wc: wc.student,
+        objective=lambda wc: wc.objective,
+        seed=lambda wc: int(wc.seed),
         training=config["training"],
         device=training_device(),
         data_dir=lambda wc: data_dir(experiment(wc.experiment)["dataset"]),
-        # Not an output: Snakemake would delete it on failure, and resume needs it.
-        checkpoint=lambda wc: f"{RUN}/checkpoints/{wc.experiment}/{wc.student}/{wc.objective}/seed{wc.seed}.pt",
+        checkpoint=checkpoint_path,
         sigmas=config["evaluation"]["noise_sigmas"],
         noise_seed=config["evaluation"]["noise_seed"],
         embed_batch_size=config["training"]["embed_batch_size"],

@@ -3,34 +3,34 @@
 # then one summary table of the whole run.
 
 
-rule spectrum:
+rule measure_spectrum:
     input:
         unpack(spectrum_input),
     output:
         values=f"{RUN}/spectra/{{experiment}}/{{model}}.parquet",
         stats=f"{RUN}/spectra/{{experiment}}/{{model}}.json",
     log:
-        f"{RUN}/logs/spectrum/{{experiment}}/{{model}}.log",
+        f"{RUN}/logs/measure_spectrum/{{experiment}}/{{model}}.log",
     benchmark:
-        f"{RUN}/benchmarks/spectrum/{{experiment}}/{{model}}.tsv"
+        f"{RUN}/benchmarks/measure_spectrum/{{experiment}}/{{model}}.tsv"
     conda:
         ENV
     resources:
         mem_mb=array_mem(copies=6),
         runtime=array_runtime(minutes_per_gb=20),
     script:
-        "../scripts/spectrum.py"
+        "../scripts/measure_spectrum.py"
 
 
-rule noise:
+rule measure_noise:
     input:
         unpack(noise_input),
     output:
-        f"{RUN}/noise/{{experiment}}/{{model}}.parquet",
+        accuracy=f"{RUN}/noise/{{experiment}}/{{model}}.parquet",
     log:
-        f"{RUN}/logs/noise/{{experiment}}/{{model}}.log",
+        f"{RUN}/logs/measure_noise/{{experiment}}/{{model}}.log",
     benchmark:
-        f"{RUN}/benchmarks/noise/{{experiment}}/{{model}}.tsv"
+        f"{RUN}/benchmarks/measure_noise/{{experiment}}/{{model}}.tsv"
     conda:
         ENV
     # The probe's BLAS runs on one thread (kdspectra.probe.BLAS_THREADS): more would
@@ -43,7 +43,7 @@ rule noise:
         sigmas=config["evaluation"]["noise_sigmas"],
         probe=probe_options(config["evaluation"]),
     script:
-        "../scripts/noise.py"
+        "../scripts/measure_noise.py"
 
 
 rule collect:

@@ -16,7 +16,7 @@ localrules:
 
 rule resolved_config:
     output:
-        f"{RUN}/config.resolved.yaml",
+        config=f"{RUN}/config.resolved.yaml",
     log:
         f"{RUN}/logs/resolved_config.log",
     conda:
@@ -86,7 +86,7 @@ rule paper_comparison:
         # The footers name the weights each teacher's meta.json says were loaded.
         teacher_meta=list(teacher_metas().values()),
     output:
-        report(
+        md=report(
             f"{RUN}/tables/paper_comparison.md",
             caption="../report/paper_comparison.rst",
             category="Tables",

@@ -36,7 +36,7 @@ rule extract_teacher_noisy:
     input:
         data=test_data_input,
     output:
-        f"{RUN}/embeddings/{{dataset}}/{{teacher}}/test_noisy.npy",
+        noisy=f"{RUN}/embeddings/{{dataset}}/{{teacher}}/test_noisy.npy",
     log:
         f"{RUN}/logs/extract_teacher_noisy/{{dataset}}/{{teacher}}.log",
     benchmark:

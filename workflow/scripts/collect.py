@@ -1,7 +1,7 @@
 """Rule collect: every model's metrics -> the run summary and the long noise table."""
 
+from kdspectra import stages
 from kdspectra.logs import job
-from kdspectra.stages import collect
 
 with job(snakemake.log[0], snakemake.threads):
-    collect(snakemake.params.records, snakemake.output.summary, snakemake.output.noise)
+    stages.collect(snakemake.input, snakemake.output, snakemake.params)

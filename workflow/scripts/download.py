@@ -1,8 +1,9 @@
 """Rule download: fetch a dataset archive and verify its md5."""
 
+from kdspectra import stages
 from kdspectra.logs import job
-from kdspectra.stages import download_archive
 
+# The URL is no param (see data.smk): another mirror of the same md5 must not rerun the job.
+url = snakemake.config["datasets"][snakemake.params.dataset]["url"]
 with job(snakemake.log[0], snakemake.threads):
-    url = snakemake.config["datasets"][snakemake.params.dataset]["url"]  # not a param: see data.smk
-    download_archive(url, snakemake.params.md5, snakemake.output[0])
+    stages.download(snakemake.input, snakemake.output, {**snakemake.params, "url": url})

@@ -1,9 +1,9 @@
 """Rule prepare_dataset: archive -> uint8 arrays, labels and class names."""
 
+from kdspectra import stages
 from kdspectra.logs import job
-from kdspectra.stages import prepare
 
+# The dataset's config entry is no param (see data.smk): a new mirror URL must not rerun it.
+source = snakemake.config["datasets"][snakemake.params.dataset]
 with job(snakemake.log[0], snakemake.threads):
-    archive = snakemake.input.archive or None
-    source = snakemake.config["datasets"][snakemake.params.dataset]  # not a param: see data.smk
-    prepare(snakemake.params.fmt, archive, snakemake.params.outdir, source)
+    stages.prepare_dataset(snakemake.input, snakemake.output, {**snakemake.params, "source": source})

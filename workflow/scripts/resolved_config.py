@@ -1,7 +1,7 @@
 """Rule resolved_config: record the exact config (defaults filled in) the run used."""
 
+from kdspectra import stages
 from kdspectra.logs import job
-from kdspectra.stages import write_resolved_config
 
 with job(snakemake.log[0], snakemake.threads):
-    write_resolved_config(snakemake.params.config, snakemake.output[0])
+    stages.resolved_config(snakemake.input, snakemake.output, snakemake.params)
