@@ -224,11 +224,15 @@ def uniformity(
     total = 0.0
     for start in range(0, n - 1, block):
         stop = min(start + block, n)
-        gram = u[start:stop] @ u[start:].T  # rows start..stop against columns start..n
-        sq = np.maximum(2.0 - 2.0 * gram, 0.0)  # ‖u_i − u_j‖², clipped against rounding
-        upper = np.triu(np.ones_like(sq, dtype=bool), k=1)  # j > i only
-        total += float(np.exp(-2.0 * sq[upper]).sum())
+        kernel = _gaussian_kernel(u[start:stop], u[start:])  # rows start..stop, cols start..n
+        square = kernel[:, : stop - start]  # pairs inside the block: keep j > i only
+        total += float(np.triu(square, k=1).sum() + kernel[:, stop - start :].sum())
     return float(np.log(total / (n * (n - 1) / 2)))
+
+
+def _gaussian_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """exp(−2‖a_i − b_j‖²) for unit rows, via ‖a − b‖² = 2 − 2 a·b (clipped at 0)."""
+    return np.exp(-2.0 * np.maximum(2.0 - 2.0 * (a @ b.T), 0.0))
 
 
 def _paired(x: Any, y: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
