@@ -1,4 +1,4 @@
-"""Gaussian corruption exactly as DESIGN.md: clip(x/255 + σ·N(0,1), 0, 1), fixed seed."""
+"""Gaussian corruption exactly as docs/design.md: clip(x/255 + σ·N(0,1), 0, 1), fixed seed."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from kdspectra.students import (
 STUDENTS = registry.student_names()
 
 # Paper budgets (Student-S/M/L: 0.5M/2.0M/8.0M; ablation students at the Student-S
-# budget) with the tolerance DESIGN.md allows, counted with a 512-d head.
+# budget) with the tolerance docs/design.md allows, counted with a 512-d head.
 BUDGETS = {
     "cnn_s": (0.5e6, 0.05),
     "cnn_m": (2.0e6, 0.05),

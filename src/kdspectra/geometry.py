@@ -1,4 +1,4 @@
-"""Every geometry metric of an embedding matrix, defined once (DESIGN.md "Geometry metrics").
+"""Every geometry metric of an embedding matrix, defined once (docs/design.md "Geometry metrics").
 
 The paper reports one number, the entropy effective rank. Researchers who study
 dimensional collapse compare several, each catching what the others miss, and libraries

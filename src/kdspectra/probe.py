@@ -1,6 +1,6 @@
 """Linear probe (and kNN): how much class information an embedding carries, clean and noisy.
 
-DESIGN.md defines noise robustness as the accuracy of *one* linear probe, fitted on clean
+docs/design.md defines noise robustness as the accuracy of *one* linear probe, fitted on clean
 train embeddings, scored on embeddings of noisy test images. The probe is a multinomial
 logistic regression (lbfgs) on standardised features. Its L2 strength C is chosen on a
 held-out, stratified part of train with a fixed seed, then the probe is refitted on all of

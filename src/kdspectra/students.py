@@ -224,7 +224,7 @@ def feature_width(model: nn.Module) -> int:
     """Width of the features that the linear head maps to the embedding.
 
     The head is linear, so a student's centred embeddings have rank at most this width:
-    the ceiling beside every effective rank (``rank_ceiling`` in DESIGN.md), which keeps a
+    the ceiling beside every effective rank (``rank_ceiling`` in docs/design.md), which keeps a
     low ER that the architecture forces from passing for collapse.
     """
     head = getattr(model, "head", None)
