@@ -40,7 +40,7 @@ from common import bench_main
 SRC = Path(__file__).resolve().parents[1] / "src"
 JOB_START = (
     "from kdspectra.logs import job\n"
-    "from kdspectra.stages import spectrum, noise\n"
+    "from kdspectra.stages import measure_spectrum, measure_noise\n"
     "with job(None, 1):\n"
     "    pass\n"
 )

@@ -49,6 +49,7 @@ from kdspectra.errors import ArtifactError
 from kdspectra.io import save_json, save_npy
 from kdspectra.students import build_student
 from kdspectra.train import Preempted, train_student
+from kdspectra.train_config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
@@ -201,7 +202,7 @@ def foreign_checkpoint(
             "hybrid",
             images,
             teacher,
-            stages.train_config(training, "cosine", 0),
+            TrainConfig.from_config(training, "cosine", 0),
             device=torch.device("cpu"),
             weights_out=scratch / "w.safetensors",
             metrics_out=scratch / "m.csv",
@@ -315,54 +316,57 @@ def art(tmp_path: Path) -> Artifacts:
 def _spectrum_student(a: Artifacts) -> None:
     meta = a.out.parent / "student_meta.json"  # the rank ceiling needs the feature width
     save_json(meta, {"feature_width": 10})
-    stages.spectrum(
-        a.files["student_test"],
-        a.out / "values.parquet",
-        a.out / "stats.json",
-        a.files["teacher_test"],
-        test_labels=a.data / "test_labels.npy",
-        meta=meta,
+    stages.measure_spectrum(
+        {
+            "test": a.files["student_test"],
+            "teacher": a.files["teacher_test"],
+            "labels": a.data / "test_labels.npy",
+            "meta": meta,
+        },
+        {"values": a.out / "values.parquet", "stats": a.out / "stats.json"},
+        {},
     )
 
 
 def _spectrum_teacher(a: Artifacts) -> None:
-    stages.spectrum(
-        a.files["teacher_test"],
-        a.out / "values.parquet",
-        a.out / "stats.json",
-        None,
-        test_labels=a.data / "test_labels.npy",
+    stages.measure_spectrum(
+        {"test": a.files["teacher_test"], "labels": a.data / "test_labels.npy"},
+        {"values": a.out / "values.parquet", "stats": a.out / "stats.json"},
+        {},
     )
 
 
 def _noise(a: Artifacts) -> None:
-    stages.noise(
-        a.files["student_train"],
-        a.data / "train_labels.npy",
-        a.files["noisy"],
-        a.data / "test_labels.npy",
-        SIGMAS,
-        PROBE,
-        a.out / "noise.parquet",
+    stages.measure_noise(
+        {
+            "train": a.files["student_train"],
+            "train_labels": a.data / "train_labels.npy",
+            "noisy": a.files["noisy"],
+            "test_labels": a.data / "test_labels.npy",
+        },
+        {"accuracy": a.out / "noise.parquet"},
+        {"sigmas": SIGMAS, "probe": PROBE},
     )
 
 
 def _train(a: Artifacts, checkpoint: Path | None = None) -> None:
     outputs = {name: a.out / name for name in ("model.safetensors", "metrics.csv", "meta.json")}
-    stages.train(
-        "cnn_s",
-        "cosine",
-        0,
-        a.training,
-        "cpu",
-        a.data,
-        a.files["teacher_train"],
+    stages.train_student(
+        {"teacher": a.files["teacher_train"]},
         {
             "weights": outputs["model.safetensors"],
             "metrics": outputs["metrics.csv"],
             "meta": outputs["meta.json"],
         },
-        checkpoint or a.out / "checkpoint.pt",
+        {
+            "student": "cnn_s",
+            "objective": "cosine",
+            "seed": 0,
+            "training": a.training,
+            "device": "cpu",
+            "data_dir": a.data,
+            "checkpoint": checkpoint or a.out / "checkpoint.pt",
+        },
     )
 
 

@@ -4,6 +4,6 @@ from kdspectra import stages
 from kdspectra.logs import job
 
 # The dataset's config entry is no param (see data.smk): a new mirror URL must not rerun it.
-source = snakemake.config["datasets"][snakemake.params.dataset]
+params = {**snakemake.params, "source": snakemake.config["datasets"][snakemake.params.dataset]}
 with job(snakemake.log[0], snakemake.threads):
-    stages.prepare_dataset(snakemake.input, snakemake.output, {**snakemake.params, "source": source})
+    stages.prepare_dataset(snakemake.input, snakemake.output, params)
