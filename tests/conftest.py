@@ -1,4 +1,9 @@
-"""Shared pytest hooks: one summary line per fault-injection scenario (issue 8).
+"""Shared test helpers: the one Snakemake runner, and one summary line per fault-injection
+scenario (issue 8).
+
+Every test that runs the workflow builds its command with :func:`snakemake_command` and
+runs it with :func:`run_snakemake` (or ``subprocess.Popen`` for a run it signals), so the
+Snakefile, working directory and interpreter are chosen in one place.
 
 Tests mark themselves ``@pytest.mark.scenario("<id> <what is injected> -> <what must
 happen>")``. After the run, the terminal summary prints one line per scenario with its
@@ -9,7 +14,49 @@ a short note to its line with ``record_property("detail", "...")``.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
 import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# The snakemake of the interpreter running the tests (the project's venv or conda env).
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+
+
+def snakemake_command(workdir: Path, *args: str, prefix: Sequence[str] = ()) -> list[str]:
+    """The repository's Snakefile run in ``workdir``; ``prefix`` wraps it (e.g. ``timeout``)."""
+    return [
+        *prefix,
+        *(str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(workdir)),
+        *args,
+    ]
+
+
+def run_snakemake(
+    workdir: Path,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = 600,
+    prefix: Sequence[str] = (),
+    merge_output: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    """Run the workflow in ``workdir`` and wait for it; the caller checks the outcome.
+
+    ``merge_output`` sends stderr into stdout (one console, in order).
+    """
+    return subprocess.run(
+        snakemake_command(workdir, *args, prefix=prefix),
+        cwd=workdir,
+        env=env,
+        text=True,
+        timeout=timeout,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if merge_output else subprocess.PIPE,
+    )
+
 
 _SCENARIO: dict[str, str] = {}  # nodeid -> scenario title
 _OUTCOME: dict[str, str] = {}  # nodeid -> "passed" | "failed" | "skipped"

@@ -25,7 +25,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,8 +34,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from conftest import run_snakemake, snakemake_command
+
 REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 TINY = REPO / "tests" / "data" / "tiny_config.yaml"
 PROFILE = REPO / "slurm"
 OVERLAY = REPO / "tests" / "data" / "ci_slurm_overlay.yaml"
@@ -133,16 +133,16 @@ def cluster() -> dict[str, int]:
     return {"cpus": int(cpus), "gpus": int(gpus.group(1)) if gpus else 0}
 
 
-def _command(timeout_s: int, *args: str) -> list[str]:
+def _command(workdir: Path, timeout_s: int, *args: str) -> list[str]:
     """``snakemake --profile slurm --profile <overlay>`` under ``timeout``: a hung status
     query must not hang CI. SIGINT, because on SIGINT snakemake scancels its jobs (on
     SIGTERM it waits for them)."""
-    return [
-        *("timeout", "-s", "INT", "-k", "60", str(timeout_s)),
-        *(str(SNAKEMAKE), "-s", str(REPO / "Snakefile")),
+    return snakemake_command(
+        workdir,
         *("--profile", str(PROFILE), "--profile", str(OVERLAY)),
         *args,
-    ]
+        prefix=("timeout", "-s", "INT", "-k", "60", str(timeout_s)),
+    )
 
 
 def _cancel_leftovers(output: str) -> None:
@@ -152,12 +152,13 @@ def _cancel_leftovers(output: str) -> None:
 
 
 def _run(workdir: Path, *args: str, timeout_s: int = 900) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        _command(timeout_s, *args),
-        cwd=workdir,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+    proc = run_snakemake(
+        workdir,
+        *("--profile", str(PROFILE), "--profile", str(OVERLAY)),
+        *args,
+        timeout=None,
+        prefix=("timeout", "-s", "INT", "-k", "60", str(timeout_s)),
+        merge_output=True,
     )
     _cancel_leftovers(proc.stdout)
     return proc
@@ -260,7 +261,9 @@ def test_every_non_local_rule_ran_as_a_slurm_job(slurm_run) -> None:
     experiments = _enabled(cfg)
     n_students = sum(len(e["students"]) * len(e["objectives"]) for e in experiments.values())
     assert per_rule["train_student"] == n_students  # trains, then embeds in the same job
-    assert per_rule["measure_spectrum"] == per_rule["measure_noise"] == n_students + len(experiments)
+    assert (
+        per_rule["measure_spectrum"] == per_rule["measure_noise"] == n_students + len(experiments)
+    )
 
 
 @_slurm_test
@@ -360,7 +363,11 @@ def test_cancelled_training_fails_then_resumes_from_checkpoint(
     console = tmp_path / "first_run.txt"
     with console.open("w") as fh:
         proc = subprocess.Popen(
-            _command(600, target), cwd=tmp_path, text=True, stdout=fh, stderr=subprocess.STDOUT
+            _command(tmp_path, 600, target),
+            cwd=tmp_path,
+            text=True,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
         )
     job_id = None
     try:

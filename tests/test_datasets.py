@@ -8,7 +8,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -304,16 +303,14 @@ def test_formats_constant() -> None:
 # ---------------------------------------------------------------- data keyed by content
 
 REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
 
 def prepare_only(work: Path, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Run the workflow's data stage alone (download + prepare) for ``config`` in ``work``."""
-    cmd = [
-        *(str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(work)),
-        *("--configfile", str(config), "--cores", "1", "--until", "prepare_dataset", *args),
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=work)
+    from conftest import run_snakemake
+
+    args = ("--configfile", str(config), "--cores", "1", "--until", "prepare_dataset", *args)
+    return run_snakemake(work, *args, timeout=300)
 
 
 def synth_config(

@@ -40,6 +40,7 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
+from conftest import run_snakemake, snakemake_command
 from kdspectra import stages
 from kdspectra.config import data_key, fill_defaults, load_schema
 from kdspectra.datasets import OUTPUTS, write_cifar_archive
@@ -52,7 +53,6 @@ from kdspectra.train import Preempted, train_student
 from kdspectra.train_config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 MINI = REPO / "tests" / "faults" / "mini_config.yaml"
 SCHEMA = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
 
@@ -123,17 +123,19 @@ def snakemake(
     workdir: Path, *args: str, env: Mapping[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run the repository's Snakefile in ``workdir`` and wait for it."""
-    cmd = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=workdir)
+    return run_snakemake(workdir, *args, env=env, timeout=600)
 
 
 def start_snakemake(workdir: Path, *args: str) -> subprocess.Popen[bytes]:
     """Start Snakemake in its own process group (so the whole run can be signalled, as a
     cluster scheduler does); its console output goes to ``<workdir>.console``."""
-    cmd = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
     with open(f"{workdir}.console", "wb") as out:  # the child keeps its own copy of the fd
         return subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=workdir
+            snakemake_command(workdir, *args),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=workdir,
         )
 
 

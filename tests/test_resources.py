@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +13,6 @@ import pytest
 from kdspectra import resources as req
 
 REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 NODE_MB = 16_000
 # The demo's largest inputs: all 1,797 digit images plus 768-d float32 embeddings of
 # them, several times over (noisy copies), rounded up generously.
@@ -125,11 +122,9 @@ def test_dry_run_of_the_demo_requests_at_most_16gb(tmp_path: Path) -> None:
         "results/demo/embeddings/digits/dinov2_vitb14/test.npy",
     ]
     configs = [str(REPO / "config.yaml"), str(REPO / "config" / "demo.yaml")]
-    proc = subprocess.run(
-        [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "-n", "--configfile", *configs,
-         "--", *targets],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    from conftest import run_snakemake
+
+    proc = run_snakemake(tmp_path, "-n", "--configfile", *configs, "--", *targets, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     requests = {
         rule: int(mem)

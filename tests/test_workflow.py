@@ -7,7 +7,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +14,9 @@ import pandas as pd
 import pytest
 import yaml
 
+import conftest
+
 REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 TINY = REPO / "tests" / "data" / "tiny_config.yaml"
 
 pytestmark = pytest.mark.workflow
@@ -26,8 +26,7 @@ def run_snakemake(
     workdir: Path, *args: str, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
     """Run the repository's Snakefile with ``workdir`` as working directory."""
-    cmd = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=2400)
+    proc = conftest.run_snakemake(workdir, *args, timeout=2400)
     if check and proc.returncode != 0:
         pytest.fail(
             f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
