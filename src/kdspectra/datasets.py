@@ -26,10 +26,11 @@ import numpy as np
 
 from kdspectra.errors import ConfigError, DataError
 from kdspectra.io import atomic_path
+from kdspectra.registry import DATASET_FORMATS
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("cifar10-binary", "cifar100-binary", "sklearn-digits")
+FORMATS = DATASET_FORMATS  # the layouts this module reads, as the registry names them
 SIDE = 32
 PIXELS = 3 * SIDE * SIDE  # R plane, G plane, B plane, each 32×32 row-major
 OUTPUTS = (
