@@ -28,7 +28,12 @@ from kdspectra import resources as req
 from kdspectra.device import FALLBACK_ENV
 from kdspectra.errors import ConfigError
 from kdspectra.provenance import config_hash, git_commit
-from kdspectra.registry import TEACHER_MODEL, ModelId, objective_names, objective_pattern
+from kdspectra.registry import (
+    TEACHER_MODEL,
+    ModelId,
+    objective_names,
+    objective_pattern,
+)
 from kdspectra import report_options
 from kdspectra.report_plan import plan_report
 from snakemake.logging import logger
@@ -244,13 +249,11 @@ def training_device():
 
 def teacher_metas():
     """Teacher -> its meta.json, which records the weights the extract stage loaded."""
-    return {
-        experiment(exp)["teacher"]: (
-            f"{teacher_dir(experiment(exp)['dataset'], experiment(exp)['teacher'])}"
-            "/meta.json"
-        )
-        for exp in enabled_experiments(config)
-    }
+    metas = {}
+    for exp in enabled_experiments(config):
+        e = experiment(exp)
+        metas[e["teacher"]] = f"{teacher_dir(e['dataset'], e['teacher'])}/meta.json"
+    return metas
 
 
 def provenance():
