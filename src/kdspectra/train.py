@@ -67,6 +67,7 @@ from kdspectra.device import set_deterministic
 from kdspectra.errors import ArtifactError, DataError
 from kdspectra.losses import cosine_distillation, info_nce
 from kdspectra.students import build_student
+from kdspectra.tracking import TrackSubset, measure, resolve_track_every, untracked
 from kdspectra.train_config import TrainConfig
 from kdspectra.train_record import (
     METRIC_COLUMNS,
@@ -109,6 +110,8 @@ class TrainRun:
     checkpoint: Path
     views: ViewParams | None = None  # K×N cached-view table when teacher_view is "same"
     fingerprints: dict[str, str] = dataclasses.field(default_factory=dict)
+    track: TrackSubset | None = None  # rows whose geometry is measured during training
+    track_every: int = 0  # epochs between tracked points (0 = off); the last is always one
 
     @property
     def cuda(self) -> bool:
@@ -184,11 +187,15 @@ def build_run(
     checkpoint: Path,
     *,
     teacher_weights: str = "unknown",
+    track_teacher: np.ndarray | None = None,
 ) -> TrainRun:
     """Seeded model, device-resident data, optimizer and per-step schedule.
 
     Public for ``benchmarks/``, which time the same steps the training loop runs.
     ``teacher_weights`` (the teacher's weights source) joins the input fingerprints.
+    ``track_teacher`` are the teacher's clean N×D train embeddings for the tracked
+    cosine (:mod:`kdspectra.tracking`); by default the targets themselves when they are
+    clean, none (cosine NaN) for ``teacher_view: same``.
     """
     cuda = device.type == "cuda"
     set_deterministic(cfg.deterministic)
@@ -224,10 +231,16 @@ def build_run(
         "teacher_digest": array_digest(teacher_emb),
         "teacher_weights": teacher_weights,
     }
-    return TrainRun(
+    run = TrainRun(
         student, cfg, device, model, forward, optimizer, scheduler, loader, teacher, checkpoint,
         views, fingerprints,
     )  # fmt: skip
+    run.track_every = resolve_track_every(cfg.track_every, cfg.epochs)
+    if run.track_every:
+        if track_teacher is None and cfg.teacher_view == "clean":
+            track_teacher = teacher_emb
+        run.track = TrackSubset.draw(images, track_teacher, cfg.track_samples)
+    return run
 
 
 # --------------------------------------------------------------------------- one step
@@ -392,9 +405,23 @@ def _run_epoch(
     if run.cuda:
         torch.cuda.synchronize(run.device)
     seconds = progress.partial_seconds + time.perf_counter() - t0
-    progress.rows.append(metrics_row(run, epoch, losses, seconds))
+    progress.rows.append(metrics_row(run, epoch, losses, seconds) | _track(run, epoch + 1))
     progress.epoch, progress.step = epoch + 1, 0
     progress.aug_state, progress.partial_losses, progress.partial_seconds = None, None, 0.0
+
+
+def _track(run: TrainRun, epoch: int) -> dict[str, float]:
+    """The tracked geometry after 1-based ``epoch`` (all NaN when it is not tracked).
+
+    Measured after the epoch's timing, so ``seconds``/``images_per_s`` stay training only.
+    Touches no RNG and leaves BatchNorm statistics alone (eval mode), so the weights are
+    the same with tracking on or off; runs before the checkpoint, so a resumed run's rows
+    are the uninterrupted run's.
+    """
+    last = epoch == run.cfg.epochs
+    if run.track is None or not (epoch % run.track_every == 0 or last):
+        return untracked()
+    return measure(run.model, run.track, run.device)
 
 
 def _rate(run: TrainRun, steps: int, seconds: float) -> str:
@@ -436,6 +463,7 @@ def train_student(
     callback: StepCallback | None = None,
     progress_bar: bool | None = None,
     teacher_weights: str = "unknown",
+    track_teacher: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Distil ``student`` onto ``teacher_emb`` (row i = embedding of ``images[i]``; a
     K×N×D array of cached-view targets for ``teacher_view: same``).
@@ -445,14 +473,21 @@ def train_student(
     (:class:`ArtifactError` when it belongs to another run) and removes it at the end.
     ``callback(epoch, step)`` (both 1-based) runs after every optimizer step; tests use it
     to inject kills and signals. Raises :class:`Preempted` on SIGTERM/SIGUSR1 and
-    :class:`NonFiniteLossError` when the loss stops being finite.
+    :class:`NonFiniteLossError` when the loss stops being finite. ``track_teacher``: the
+    teacher's clean N×D train embeddings for the tracked geometry (:func:`build_run`).
     """
     teacher_emb = np.asarray(teacher_emb)
     _check_inputs(images, teacher_emb, cfg.teacher_view)
+    if track_teacher is not None and np.shape(track_teacher)[:1] != (len(images),):
+        raise ArtifactError(
+            f"teacher clean train embeddings (tracking): expected {len(images)} rows, one per "
+            f"training image, found shape {np.shape(track_teacher)}"
+        )
     device, checkpoint = torch.device(device), Path(checkpoint)
     run = build_run(
-        student, images, teacher_emb, cfg, device, checkpoint, teacher_weights=teacher_weights
-    )
+        student, images, teacher_emb, cfg, device, checkpoint,
+        teacher_weights=teacher_weights, track_teacher=track_teacher,
+    )  # fmt: skip
     progress = load_checkpoint(run) if checkpoint.exists() else Progress()
     run.model.train()
     with catch_preemption() as flag:

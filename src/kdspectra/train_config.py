@@ -41,6 +41,8 @@ TRAINING_KEYS: dict[str, tuple[str, ...]] = {
     "teacher_view": ("teacher_view",),
     "teacher_views_seed": ("teacher_views_seed",),
     "deterministic": ("deterministic",),
+    "track_every": ("track_every",),
+    "track_samples": ("track_samples",),
 }
 
 
@@ -68,6 +70,10 @@ class TrainConfig:
     teacher_view: str = "clean"
     teacher_views_seed: int = 0
     deterministic: bool = False
+    # Geometry tracked during training (kdspectra.tracking): every `track_every` epochs
+    # and the last (None = five points per run, 0 = off), on `track_samples` train images.
+    track_every: int | None = None
+    track_samples: int = 2048
     seed: int = 0
 
     def __post_init__(self) -> None:

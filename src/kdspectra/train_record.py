@@ -22,6 +22,7 @@ from kdspectra.device import device_record
 from kdspectra.errors import KdspectraError
 from kdspectra.io import atomic_path, save_csv, save_json
 from kdspectra.students import count_parameters, feature_width
+from kdspectra.tracking import TRACK_COLUMNS, TRACK_SEED, tracked_epochs
 
 if TYPE_CHECKING:
     from kdspectra.train import TrainRun
@@ -37,6 +38,8 @@ METRIC_COLUMNS = (
     "lr",
     "images_per_s",
     "seconds",
+    # geometry of the tracked train subset (kdspectra.tracking); NaN on untracked epochs
+    *TRACK_COLUMNS,
 )
 
 
@@ -165,6 +168,20 @@ def _meta(run: TrainRun, progress: Progress, weights_out: Path) -> dict[str, Any
         "deterministic": run.cfg.deterministic,
         "torch": torch.__version__,
         "resumed_from": progress.resumed_from,
+        "tracking": _tracking(run),
         "config": dataclasses.asdict(run.cfg),
         "weights": str(weights_out),
+    }
+
+
+def _tracking(run: TrainRun) -> dict[str, Any] | None:
+    """How the geometry was tracked (None when off) and the teacher's ER on those rows."""
+    if run.track is None:
+        return None
+    return {
+        "every": run.track_every,
+        "epochs": tracked_epochs(run.track_every, run.cfg.epochs),
+        "samples": len(run.track.indices),
+        "seed": TRACK_SEED,
+        **run.track.reference(),
     }
