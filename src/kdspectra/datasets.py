@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from kdspectra.archives import check_member as _check_member
 from kdspectra.errors import ConfigError, DataError
 from kdspectra.io import atomic_path
 from kdspectra.registry import DATASET_FORMATS
@@ -162,16 +163,6 @@ def _read_members(archive: Path, wanted: tuple[str, ...]) -> dict[str, bytes]:
     if missing:
         raise DataError(f"{archive}: expected member(s) {missing} not found in the archive")
     return blobs
-
-
-def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
-    """Refuse expected members that could point outside the archive or are not plain files."""
-    path = PurePosixPath(member.name)
-    if path.is_absolute() or ".." in path.parts or "\\" in member.name:
-        raise DataError(f"{archive}: member {member.name!r} has an unsafe path (absolute or '..')")
-    if not member.isreg():
-        kind = "link" if member.issym() or member.islnk() else "non-regular file"
-        raise DataError(f"{archive}: member {member.name!r} is a {kind}; expected a regular file")
 
 
 def _member_bytes(tar: tarfile.TarFile, member: tarfile.TarInfo, archive: Path) -> bytes:
