@@ -354,7 +354,82 @@ def fig1_from_files(
     return fig1(curves, subtitle=subtitle, provenance=provenance, png=png, pdf=pdf)
 
 
-FIGURES = ("fig1_spectrum", "fig2_effective_rank", "fig3_noise_robustness")
+def _dynamics_line(ax: Axes, grp: pd.DataFrame, col: str, style: dict[str, object]) -> None:
+    """Mean ``col`` vs epoch with a ±1 std band when several seeds were run."""
+    grp = grp.sort_values("epoch")
+    x, y = grp["epoch"].to_numpy(dtype=float), grp[col].to_numpy(dtype=float)
+    ax.plot(x, y, ms=3.5, lw=1.5, **style)
+    std = grp[f"{col}_std"].to_numpy(dtype=float) if f"{col}_std" in grp else None
+    if std is not None and not np.isnan(std).all():
+        band = np.nan_to_num(std)
+        ax.fill_between(x, y - band, y + band, color=style["color"], alpha=0.18, lw=0)
+
+
+def _dynamics_style(objective: str, col: str) -> dict[str, object]:
+    """Colour per objective; raw ER solid with circles, L2-row ER dashed with squares."""
+    l2 = col == "effective_rank_l2"
+    return {
+        "color": OBJECTIVE_COLOURS.get(objective, "C0"),
+        "ls": "--" if l2 else "-",
+        "marker": "s" if l2 else "o",
+        "label": f"{OBJECTIVE_LABELS.get(objective, objective)}, ER ({ER_VARIANTS[col]})",
+    }
+
+
+def fig4(
+    data: pd.DataFrame,
+    *,
+    title: str | None = None,
+    experiment: str | None = None,
+    teacher: str | None = None,
+    provenance: Provenance | None = None,
+    png: PathLike | None = None,
+    pdf: PathLike | None = None,
+) -> Figure:
+    """Figure 4: effective rank vs epoch of the tracked train subset, one panel per
+    student, one colour per objective; raw ER solid, L2-row ER dashed (when the CSV has
+    it), ±1 std band over seeds, and the teacher's ER on the same rows as a black line.
+
+    ``data`` is :func:`kdspectra.dynamics.fig4_data` (or its CSV). Shows *when* during
+    training a student's rank falls or stops growing, which the final ER cannot.
+    """
+    need = ("student", "model", "params", "objective", "epoch", "effective_rank")
+    _require(data, need, "fig4 data")
+    default = "Effective rank during training (tracked train subset)"
+    fig, ax0 = _new_figure(title or default, provenance, _subtitle(experiment, teacher))
+    students, ref = _split_roles(data)
+    models = list(dict.fromkeys(zip(students["student"], students["params"], strict=True)))
+    ax0.remove()
+    width = 0.84 / len(models)
+    axes = [fig.add_axes((0.1 + i * width, 0.17, width - 0.02, 0.6)) for i in range(len(models))]
+    tlabel = f"Teacher-{teacher_label(teacher)}" if teacher else "teacher"
+    variants = [c for c in ER_VARIANTS if c in students.columns]
+    for ax, (student, params) in zip(axes, models, strict=True):
+        rows = students[students["student"] == student]
+        for obj, grp in rows.groupby("objective", sort=False):
+            for col in variants:
+                _dynamics_line(ax, grp, col, _dynamics_style(str(obj), col))
+        for _, t in ref.iterrows():
+            for col in variants:
+                if not np.isnan(float(t.get(col, np.nan))):
+                    ls = ":" if col == "effective_rank_l2" else "-."
+                    label = f"{tlabel}, ER ({ER_VARIANTS[col]})"
+                    ax.axhline(float(t[col]), color="black", lw=1, ls=ls, label=label)
+        name = str(rows["model"].iloc[0])
+        ax.set_title(_model_label(name, params).replace("\n", " "), fontsize=8)
+        ax.set_xlabel("epoch")
+        ax.grid(True, alpha=0.3)
+        ax.tick_params(labelsize=7)
+    axes[0].set_ylabel("entropy effective rank (dimensions)")
+    top = max(ax.get_ylim()[1] for ax in axes)
+    for ax in axes:
+        ax.set_ylim(0, top)
+    axes[-1].legend(fontsize=6, title="objective, ER variant", title_fontsize=6, loc="lower right")
+    save(fig, png, pdf)
+    return fig
+
+
+FIGURES = ("fig1_spectrum", "fig2_effective_rank", "fig3_noise_robustness", "fig4_dynamics")
 
 
 def build(
@@ -370,8 +445,8 @@ def build(
 
     ``fig1_spectrum``: ``inputs["spectra"]`` (see :func:`fig1_from_files`), options
     ``student``, ``seeds``, ``teacher``, ``experiment``. ``fig2_effective_rank`` /
-    ``fig3_noise_robustness``: ``inputs["table"]`` = the fig2/fig3 CSV, options
-    ``experiment``, ``teacher``.
+    ``fig3_noise_robustness`` / ``fig4_dynamics``: ``inputs["table"]`` = the fig2/fig3/fig4
+    CSV, options ``experiment``, ``teacher``.
     """
     if figure == "fig1_spectrum":
         paths = inputs["spectra"]
@@ -379,5 +454,5 @@ def build(
     if figure not in FIGURES:
         raise ValueError(f"unknown figure {figure!r}; expected one of {FIGURES}")
     data = pd.read_csv(inputs["table"])  # type: ignore[arg-type]
-    draw = fig2 if figure == "fig2_effective_rank" else fig3
+    draw = {"fig2_effective_rank": fig2, "fig4_dynamics": fig4}.get(figure, fig3)
     return draw(data, provenance=provenance, png=png, pdf=pdf, **options)  # type: ignore[arg-type]

@@ -239,6 +239,10 @@ def _train(
         teacher_emb = load_embeddings(inputs["teacher"], rows=len(labels))
     meta = inputs.get("teacher_meta")
     source = load_json(meta)["weights_source"] if meta else "unknown"
+    # Tracked geometry (training.track_every) compares with the teacher's clean rows; with
+    # `teacher_view: same` the targets are views, so the clean train embeddings come apart.
+    clean = inputs.get("teacher_clean")
+    track_teacher = load_embeddings(clean, rows=len(labels)) if clean else None
     train(
         student,
         images,
@@ -250,6 +254,7 @@ def _train(
         meta_out=Path(out["meta"]),
         checkpoint=Path(params["checkpoint"]),
         teacher_weights=str(source),
+        track_teacher=track_teacher,
     )
 
 
