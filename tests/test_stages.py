@@ -104,10 +104,13 @@ def test_spectrum_stage_refuses_mismatched_teacher(tmp_path: Path) -> None:
 
 
 def test_mean_cosine() -> None:
+    # The stage's cos_to_teacher is kdspectra.geometry's (one definition).
+    from kdspectra.geometry import cos_to_teacher
+
     a = np.array([[1.0, 0.0], [0.0, 2.0]])
-    assert stages.mean_cosine(a, a) == pytest.approx(1.0)
-    assert stages.mean_cosine(a, -a) == pytest.approx(-1.0)
-    assert stages.mean_cosine(a, a[::-1]) == pytest.approx(0.0)
+    assert cos_to_teacher(a, a) == pytest.approx(1.0)
+    assert cos_to_teacher(a, -a) == pytest.approx(-1.0)
+    assert cos_to_teacher(a, a[::-1]) == pytest.approx(0.0)
 
 
 def test_model_keys() -> None:
@@ -167,6 +170,7 @@ def test_noise_stage_and_collect(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="effective_rank_l2"):  # an old spectrum JSON
         stages.collect({}, collected, {"records": [record]})
     spec |= {"effective_rank_l2": 4.0, "norm_cv": 0.2, "rank_ceiling": 6}
+    spec |= {m: 1.0 for m in stages.SPECTRUM_METRICS if m not in spec}  # the geometry suite
     save_json(tmp_path / "spec.json", spec)
     stages.collect({}, collected, {"records": [record]})
     summary = pd.read_parquet(tmp_path / "summary.parquet")

@@ -6,7 +6,8 @@ Every comparison is *paired across seeds*: the two arms of a difference share th
 (same initialisation and data order), the per-seed differences (or ratios) are the
 sample, and the 95 % interval is Student's t over seeds. Each effective-rank claim is
 judged twice, on the paper's raw ER and on the ER of L2-normalised rows, in separate rows
-labelled in ``quantity``.
+labelled in ``quantity``; when the summary carries RankMe, a third time on RankMe, in
+extra rows whose claim ends in "(RankMe)" (the paper used entropy ER).
 
 The decision rule is :data:`DECISION_RULE` (written into claims.md verbatim); its numbers
 are the module constants below it.
@@ -30,6 +31,12 @@ from kdspectra.tables import ABLATION_STUDENTS, CNN_STUDENTS
 COLUMNS = ("claim", "quantity", "paper", "ours", "ci_low", "ci_high", "n_seeds", "verdict")
 VERDICTS = ("holds", "fails", "inconclusive", "not tested")
 ER_VARIANTS = {"effective_rank": "raw ER", "effective_rank_l2": "L2-row ER"}
+# The same ER claims judged on RankMe (Garrido et al. 2023), when the summary carries it:
+# does a verdict depend on the rank measure? Extra rows, claim suffixed RANKME_SUFFIX.
+RANKME = "rankme"
+RANKME_SUFFIX = " (RankMe)"
+RANKME_NOTE = "RankMe (Garrido et al. 2023), not the paper's measure: the paper used entropy ER"
+VARIANT_LABELS = ER_VARIANTS | {RANKME: "RankMe"}
 
 CONFIDENCE = 0.95
 FAR_BELOW_RATIO = 0.5  # "far below": student/teacher ER ratio CI entirely below this
@@ -61,8 +68,12 @@ and always with one seed (no interval). *not tested*: the run lacks the claim's 
 - "0.5M beats 8M at the highest σ": paired gap in linear-probe accuracy (percentage
   points) of the InfoNCE students at the highest σ of the run; holds if ci_low > 0.
 
+Rows whose claim ends in "(RankMe)" apply the same rules to RankMe (Garrido et al. 2023,
+the entropy of the *uncentred* singular values, the number SSL papers report) in place of
+ER. The paper used entropy ER; these rows say whether a verdict depends on that choice.
+
 The *paper* column is the paper's value of the quantity where it reports one (it
-reports raw ER only, so L2-row rows have none)."""
+reports raw ER only, so L2-row and RankMe rows have none)."""
 
 
 @dataclass(frozen=True)
@@ -215,12 +226,12 @@ def far_below_teacher(run: Run, metric: str) -> list[dict[str, object]]:
     students = [s for s in run.table_students if run.has(exp, s, "cosine")]
     if math.isnan(teacher) or not students:
         why = f"experiment {exp!r} has no teacher row or no cosine student"
-        return [not_tested(claim, f"student / teacher, {ER_VARIANTS[metric]}", why)]
+        return [not_tested(claim, f"student / teacher, {VARIANT_LABELS[metric]}", why)]
     rows = []
     for s in students:
         est = t_interval(per_seed(run.summary, exp, s, "cosine", metric) / teacher)
         paper = _paper_er(PAPER_T1[s]) / _paper_er("teacher_clip") if s in PAPER_T1 else None
-        q = f"{_name(s)} / teacher, {ER_VARIANTS[metric]}"
+        q = f"{_name(s)} / teacher, {VARIANT_LABELS[metric]}"
         rows.append(_row(claim, q, _paper(metric, paper), est, verdict_below(est, FAR_BELOW_RATIO)))
     return rows
 
@@ -228,7 +239,7 @@ def far_below_teacher(run: Run, metric: str) -> list[dict[str, object]]:
 def flat_over_capacity(run: Run, metric: str) -> list[dict[str, object]]:
     """Cosine ER is flat across S/M/L: an equivalence test on every pairwise gap."""
     claim, exp = "cosine ER flat over S/M/L", run.tables_experiment
-    q = f"(max − min) / mean over S/M/L, {ER_VARIANTS[metric]}"
+    q = f"(max − min) / mean over S/M/L, {VARIANT_LABELS[metric]}"
     students = run.cnns(exp, "cosine")
     if len(students) < 2:
         return [not_tested(claim, q, f"experiment {exp!r} has < 2 CNN students with cosine")]
@@ -281,11 +292,11 @@ def ablation_not_above_cnn(run: Run, metric: str) -> list[dict[str, object]]:
     others = [s for s in others if run.has(exp, s, "cosine")]
     if cnn is None or not run.has(exp, cnn, "cosine") or not others:
         why = f"experiment {exp!r} lacks a cosine CNN or a non-CNN ablation student"
-        return [not_tested(claim, f"ER(student) − ER(CNN), {ER_VARIANTS[metric]}", why)]
+        return [not_tested(claim, f"ER(student) − ER(CNN), {VARIANT_LABELS[metric]}", why)]
     pairs: list[Pair] = []
     for s in others:
         paper = _paper_er(PAPER_ABL[s]) - _paper_er("abl_cnn") if s in PAPER_ABL else None
-        q = f"{s} − {cnn}, {ER_VARIANTS[metric]}"
+        q = f"{s} − {cnn}, {VARIANT_LABELS[metric]}"
         pairs.append((exp, (cnn, "cosine"), (s, "cosine"), metric, q, paper))
     return _gap_rows(run, claim, pairs, lambda e: verdict_below(e, 0.0, strict=False))
 
@@ -302,11 +313,11 @@ def infonce_raises_er(run: Run, metric: str) -> list[dict[str, object]]:
             if not (run.has(exp, s, "cosine") and run.has(exp, s, "cosine_infonce")):
                 continue
             paper = _infonce_paper_gap(exp == run.tables_experiment, s)
-            q = f"{_name(s)} ({label}), {ER_VARIANTS[metric]}"
+            q = f"{_name(s)} ({label}), {VARIANT_LABELS[metric]}"
             pairs.append((exp, (s, "cosine"), (s, "cosine_infonce"), metric, q, paper))
     if not pairs:
         why = "no experiment ran a student with both objectives"
-        return [not_tested(claim, f"ER(InfoNCE) − ER(cosine), {ER_VARIANTS[metric]}", why)]
+        return [not_tested(claim, f"ER(InfoNCE) − ER(cosine), {VARIANT_LABELS[metric]}", why)]
     return _gap_rows(run, claim, pairs, lambda e: verdict_above(e, 0.0))
 
 
@@ -343,7 +354,7 @@ def _mean_over(
 def gain_ratio(run: Run, metric: str) -> list[dict[str, object]]:
     """Mean InfoNCE ER / mean cosine ER over the CNN students is near 2.4."""
     claim, exp = f"InfoNCE / cosine ER ≈ {GAIN_TARGET}", run.tables_experiment
-    q = f"mean over S/M/L, InfoNCE / cosine, {ER_VARIANTS[metric]}"
+    q = f"mean over S/M/L, InfoNCE / cosine, {VARIANT_LABELS[metric]}"
     students = [s for s in run.cnns(exp, "cosine") if run.has(exp, s, "cosine_infonce")]
     if not students:
         return [not_tested(claim, q, f"experiment {exp!r} has no CNN student with both objectives")]
@@ -360,7 +371,7 @@ def gain_ratio(run: Run, metric: str) -> list[dict[str, object]]:
 def dino_above_clip(run: Run, metric: str) -> list[dict[str, object]]:
     """The DINOv2 teacher's cosine students have a higher ER than the CLIP teacher's."""
     claim = "DINOv2 cosine ER > CLIP cosine ER"
-    q = f"mean cosine ER over S/M/L, DINOv2 − CLIP, {ER_VARIANTS[metric]}"
+    q = f"mean cosine ER over S/M/L, DINOv2 − CLIP, {VARIANT_LABELS[metric]}"
     clip, dino = run.tables_experiment, run.figures_experiment
     if clip == dino:
         return [
@@ -443,6 +454,8 @@ def claims_frame(
         noise_objective,
     )
     rows = [r for claim in ER_CLAIMS for metric in ER_VARIANTS for r in claim(run, metric)]
+    if RANKME in summary.columns:  # summaries written before the geometry suite lack it
+        rows += [_as_rankme(r) for claim in ER_CLAIMS for r in claim(run, RANKME)]
     rows += small_beats_large_under_noise(run)
     frame = pd.DataFrame.from_records(rows, columns=[*COLUMNS, "note"])
     if random_init:
@@ -452,6 +465,12 @@ def claims_frame(
         ]
     frame["n_seeds"] = frame["n_seeds"].astype("int64")
     return frame
+
+
+def _as_rankme(row: dict[str, object]) -> dict[str, object]:
+    """Label an ER claim's row judged on RankMe, in the claim and the note."""
+    note = "; ".join(x for x in (RANKME_NOTE, str(row["note"])) if x)
+    return row | {"claim": f"{row['claim']}{RANKME_SUFFIX}", "note": note}
 
 
 def _fmt(value: float, digits: int = 3) -> str:

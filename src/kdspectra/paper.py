@@ -19,14 +19,16 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from kdspectra import deviations
+from kdspectra import deviations, render
 from kdspectra.errors import ArtifactError
 from kdspectra.provenance import Provenance
 from kdspectra.tables import (
     CNN_STUDENTS,
+    GEOMETRY_TABLE_METRICS,
     NOISE_COLUMNS,
     OBJECTIVES,
     SUMMARY_COLUMNS,
+    geometry_table,
     require_columns,
     seed_stats,
 )
@@ -268,6 +270,37 @@ def _section_table(rows: pd.DataFrame) -> str:
     return disp.to_markdown(index=False, disable_numparse=True)
 
 
+# What the paper does not report: every geometry metric but its ER, and the kNN accuracy.
+BEYOND_THE_PAPER = tuple(
+    m for m in GEOMETRY_TABLE_METRICS if m not in ("effective_rank", "effective_rank_l2")
+)
+
+
+def _beyond_the_paper(summary: pd.DataFrame, experiments: Sequence[str]) -> list[str]:
+    """A short section with the metrics the paper lacks, per model of its two runs (none
+    for a summary written before the geometry suite, which lacks the columns)."""
+    if not set(BEYOND_THE_PAPER) <= set(summary.columns):
+        return []
+    exps = [e for e in dict.fromkeys(experiments) if (summary["experiment"] == e).any()]
+    if not exps:
+        return []
+    table = geometry_table(summary, experiments=exps)
+    knn = [c for c in table.columns if c.startswith("clean_knn") and not c.endswith("_std")]
+    keep = ["experiment", "model", "objective", *BEYOND_THE_PAPER, *knn]
+    keep += [f"{c}_std" for c in keep if f"{c}_std" in table.columns]
+    disp = render.display_frame(table[[c for c in table.columns if c in keep]])
+    return [
+        "## Beyond the paper",
+        "",
+        "Metrics the paper does not report (mean over seeds, ± sample std when n > 1); "
+        "definitions under the table in `geometry.md` and in docs/design.md, 'Geometry "
+        "metrics'. No paper values exist to compare with.",
+        "",
+        disp.to_markdown(index=False, disable_numparse=True),
+        "",
+    ]
+
+
 def paper_comparison(
     summary: pd.DataFrame,
     noise: pd.DataFrame | None = None,
@@ -319,6 +352,7 @@ def paper_comparison(
     ]
     for section, rows in frame.groupby("section", sort=False):
         lines += [f"## {section}", "", _section_table(rows), ""]
+    lines += _beyond_the_paper(summary, [tables_experiment, figures_experiment])
     if omitted:
         lines += ["## Left out of this run", "", *[f"- {o}" for o in omitted], ""]
     if provenance is not None:

@@ -34,6 +34,16 @@ HEADERS = {
     "sigma": "σ",
     "accuracy": "Accuracy",
     "effective_rank_rv": "Effective rank (Roy–Vetterli)",
+    "experiment": "Experiment",
+    "rankme": "RankMe",
+    "participation_ratio": "Participation ratio",
+    "stable_rank": "Stable rank",
+    "alpha_req": "α-ReQ",
+    "alpha_req_r2": "α-ReQ R²",
+    "uniformity": "Uniformity",
+    "per_class_effective_rank": "Per-class ER",
+    "linear_cka": "CKA to teacher",
+    "clean_accuracy": "Probe acc.",
 }
 DECIMALS = {
     "effective_rank": 2,
@@ -42,6 +52,15 @@ DECIMALS = {
     "norm_cv": 3,
     "cos_to_teacher": 3,
     "accuracy": 4,
+    "rankme": 2,
+    "participation_ratio": 2,
+    "stable_rank": 2,
+    "alpha_req": 3,
+    "alpha_req_r2": 3,
+    "uniformity": 3,
+    "per_class_effective_rank": 2,
+    "linear_cka": 3,
+    "clean_accuracy": 4,
 }
 
 
@@ -124,6 +143,19 @@ NOTES = {
     "teachers": _ER_NOTE,
 }
 NOTES["table2"] = NOTES["ablation"] = NOTES["table1"]
+NOTES["geometry"] = (
+    "All on the test split, float64 (docs/design.md, 'Geometry metrics'). ER: entropy "
+    "effective rank, raw rows (paper Eq. 3) and L2-normalised rows. RankMe: entropy "
+    "effective rank of the *uncentred* singular values (Garrido et al. 2023). "
+    "Participation ratio (Σλ)²/Σλ² and stable rank Σλ/λ₁ of the centred eigenvalues "
+    "λ = σ². α-ReQ: decay exponent of λ_i ∝ i^−α, OLS fit over the indices "
+    "evaluation.alpha_req_fit, with its R² (Agrawal et al. 2022). Uniformity: "
+    "ln mean exp(−2‖u_i − u_j‖²) of the L2-normalised rows (Wang & Isola 2020), exact up "
+    "to 10,000 rows, a seeded subsample beyond. Per-class ER: mean ER within each class. "
+    "CKA to teacher: linear CKA (Kornblith et al. 2019); cos to teacher: mean cosine to "
+    "the teacher's embedding of the same image. Probe acc.: clean linear-probe accuracy; "
+    "clean_knn<k>_accuracy: weighted kNN (k neighbours, T = evaluation.knn_temperature)."
+)
 SEEDS_NOTE = "Mean ± sample std over seeds (Seeds column gives n)."
 
 

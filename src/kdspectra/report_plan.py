@@ -26,6 +26,7 @@ ARTIFACTS = (
     "fig2",
     "fig3",
     "fig1_spectrum",
+    "geometry",
     "paper_comparison",
     "claims",
 )
@@ -87,6 +88,7 @@ def plan_report(config: Mapping[str, Any]) -> ReportPlan:
         )
     else:
         plan.include["fig1_spectrum"] = {}
-    for always in ("teachers", "paper_comparison", "claims"):
+    # Every run has models to measure: the geometry table spans all of them.
+    for always in ("teachers", "geometry", "paper_comparison", "claims"):
         plan.include[always] = {}
     return plan

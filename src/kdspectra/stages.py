@@ -306,48 +306,90 @@ def embed_student(
 
 
 def measure_spectrum(inputs: Named, outputs: Named, params: Named) -> None:
-    """Singular values (``outputs.values``), both effective ranks and the rank ceiling
-    (``outputs.stats``) of one model's test embeddings (``inputs.test``).
+    """Singular values (``outputs.values``) and every geometry metric (``outputs.stats``)
+    of one model's test embeddings (``inputs.test``).
 
     Records ``effective_rank`` (raw rows: the paper's number), ``effective_rank_l2``
-    (rows L2-normalised first), ``norm_cv`` and ``rank_ceiling``. For students (those with
-    an ``inputs.teacher``, the teacher's test embeddings) also the mean cosine similarity
-    to the teacher on the same images: InfoNCE trades alignment for uniformity and a reader
+    (rows L2-normalised first), ``norm_cv`` and ``rank_ceiling``, and beside them every
+    metric of :func:`kdspectra.geometry.geometry_metrics` (RankMe, participation ratio,
+    stable rank, α-ReQ with its R², fit bounds ``params.alpha_req_fit`` and point count,
+    uniformity with its subsample size): researchers compare several and each catches
+    what ER misses. For students (those with an ``inputs.teacher``, the teacher's test
+    embeddings) also ``cos_to_teacher`` and ``linear_cka`` to the teacher on the same
+    images (NaN for the teacher): InfoNCE trades alignment for uniformity and a reader
     must see both; the student's ``inputs.meta`` JSON must then carry ``feature_width``,
     the head's input width that caps its rank. With ``inputs.labels`` (the test labels)
     the embeddings must have one row per label, so a matrix from another split or run is
-    named here instead of becoming a plausible rank.
+    named here instead of becoming a plausible rank, and ``per_class_effective_rank`` is
+    recorded (NaN without labels).
     """
+    from kdspectra.geometry import geometry_metrics
     from kdspectra.spectrum import (
         effective_rank_from_singular_values,
-        effective_rank_l2,
         norm_cv,
         rank_ceiling,
         singular_values,
     )
 
     inputs, outputs = _named(inputs), _named(outputs)
+    fit = _alpha_fit(_named(params))
     teacher_test, test_labels = inputs.get("teacher"), inputs.get("labels")
-    rows = len(load_labels(test_labels)) if test_labels is not None else None
-    emb = load_embeddings(inputs["test"], rows=rows)
+    labels = load_labels(test_labels) if test_labels is not None else None
+    emb = load_embeddings(inputs["test"], rows=None if labels is None else len(labels))
     width = _feature_width(inputs.get("meta")) if teacher_test is not None else None
+    teacher = (
+        load_embeddings(teacher_test, rows=emb.shape[0], dim=emb.shape[1])
+        if teacher_test is not None
+        else None
+    )
+    geo = geometry_metrics(emb, labels, teacher, alpha_fit=fit)
     sv = singular_values(emb)
     stats: dict[str, Any] = {
         "n": int(emb.shape[0]),
         "dim": int(emb.shape[1]),
-        "effective_rank": effective_rank_from_singular_values(sv, "entropy"),
+        "effective_rank": geo["effective_rank"],
         "effective_rank_rv": effective_rank_from_singular_values(sv, "roy_vetterli"),
-        "effective_rank_l2": effective_rank_l2(emb),
+        "effective_rank_l2": geo["effective_rank_l2"],
         "norm_cv": norm_cv(emb),
         "rank_ceiling": rank_ceiling(emb.shape[0], emb.shape[1], width),
-        "cos_to_teacher": float("nan"),
+        # One definition of the distillation fit: kdspectra.geometry.cos_to_teacher.
+        "cos_to_teacher": geo.get("cos_to_reference", float("nan")),
+        "linear_cka": geo.get("linear_cka", float("nan")),
+        "per_class_effective_rank": geo.get("per_class_effective_rank", float("nan")),
+        **{m: geo[m] for m in EXTRA_GEOMETRY},
+        "alpha_req_points": geo["alpha_req_points"],
+        "alpha_req_fit": list(fit),
+        "uniformity_subsample": geo["uniformity_subsample"],
     }
-    if teacher_test is not None:
-        teacher = load_embeddings(teacher_test, rows=emb.shape[0], dim=emb.shape[1])
-        stats["cos_to_teacher"] = mean_cosine(emb, teacher)
     values = pd.DataFrame({"index": np.arange(len(sv)), "singular_value": sv})
     save_parquet(outputs["values"], values)
     save_json(outputs["stats"], stats)
+
+
+# The metrics of kdspectra.geometry beyond the paper's ER, in the order tables show them.
+EXTRA_GEOMETRY = (
+    "rankme",
+    "participation_ratio",
+    "stable_rank",
+    "alpha_req",
+    "alpha_req_r2",
+    "uniformity",
+)
+
+
+def _alpha_fit(params: Named) -> tuple[int, int]:
+    """``params.alpha_req_fit`` ([lo, hi), config ``evaluation.alpha_req_fit``) checked
+    here, so a bad range names the config key instead of failing inside the fit."""
+    from kdspectra.geometry import ALPHA_FIT
+
+    fit = params.get("alpha_req_fit", ALPHA_FIT)
+    ok = len(fit) == 2 and all(isinstance(b, int) and not isinstance(b, bool) for b in fit)
+    if not ok or not 1 <= fit[0] < fit[1]:
+        raise ArtifactError(
+            f"evaluation.alpha_req_fit: expected two integers [lo, hi) with 1 <= lo < hi, "
+            f"found {fit!r}"
+        )
+    return int(fit[0]), int(fit[1])
 
 
 def _feature_width(meta: PathLike | None) -> int:
@@ -363,18 +405,16 @@ def _feature_width(meta: PathLike | None) -> int:
     return width
 
 
-def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean row-wise cosine similarity of two equally shaped matrices (float64)."""
-    a64, b64 = a.astype(np.float64), b.astype(np.float64)
-    num = (a64 * b64).sum(axis=1)
-    den = np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1)
-    return float(np.mean(num / np.maximum(den, 1e-12)))
-
-
 def measure_noise(inputs: Named, outputs: Named, params: Named) -> None:
-    """Linear-probe accuracy under every noise level (``outputs.accuracy``): a probe
+    """Linear-probe and kNN accuracy under every noise level (``outputs.accuracy``): a probe
     (``params.probe``) fit on ``inputs.train`` embeddings and ``train_labels``, scored on
-    ``inputs.noisy`` (one test copy per ``params.sigmas``) against ``test_labels``."""
+    ``inputs.noisy`` (one test copy per ``params.sigmas``) against ``test_labels``.
+
+    Beside the probe's ``accuracy``, one ``knn<k>_accuracy`` column per ``params.knn_k``
+    (default :data:`KNN_K`): the weighted kNN of :func:`kdspectra.probe.knn_accuracy` with
+    temperature ``params.knn_temperature``, on the same clean train embeddings. SSL papers
+    report both; the kNN has no fitted parameters, so it cannot absorb a noisy geometry.
+    """
     from kdspectra.probe import fit_probe, noise_accuracy
 
     inputs, params = _named(inputs), _named(params)
@@ -397,7 +437,28 @@ def measure_noise(inputs: Named, outputs: Named, params: Named) -> None:
     fitted = fit_probe(xtr, ytr, **params["probe"])
     frame = noise_accuracy(fitted, noisy, yte, list(sigmas))
     frame["probe_C"] = fitted.C
+    for k, column in knn_columns(params.get("knn_k", KNN_K)).items():
+        frame[column] = _knn_curve(xtr, ytr, noisy, yte, k, params)
     save_parquet(_named(outputs)["accuracy"], frame)
+
+
+KNN_K = (20, 200)  # kNN neighbour counts when params name none (config evaluation.knn_k)
+KNN_TEMPERATURE = 0.07  # DINO's T (config evaluation.knn_temperature)
+
+
+def knn_columns(ks: Sequence[int]) -> dict[int, str]:
+    """k → the noise Parquet's column of that kNN's accuracy (``knn20_accuracy``)."""
+    return {int(k): f"knn{int(k)}_accuracy" for k in ks}
+
+
+def _knn_curve(
+    xtr: np.ndarray, ytr: np.ndarray, noisy: np.ndarray, yte: np.ndarray, k: int, params: Named
+) -> list[float]:
+    """kNN accuracy of every noisy test copy against the clean train embeddings."""
+    from kdspectra.probe import knn_accuracy
+
+    temperature = float(params.get("knn_temperature", KNN_TEMPERATURE))
+    return [knn_accuracy(xtr, ytr, block, yte, k=k, temperature=temperature) for block in noisy]
 
 
 # What collect carries from each spectrum JSON into the run summary.
@@ -408,6 +469,10 @@ SPECTRUM_METRICS = (
     "norm_cv",
     "rank_ceiling",
     "cos_to_teacher",
+    "linear_cka",
+    "per_class_effective_rank",
+    *EXTRA_GEOMETRY,
+    "uniformity_subsample",
 )
 
 # Which experiment a model belongs to; model_keys() adds which model it is.
@@ -441,19 +506,37 @@ def collect(inputs: Named, outputs: Named, params: Named) -> None:
                 "of the spectrum rule, delete it so that Snakemake recomputes it"
             )
         curve = pd.read_parquet(rec["noise"])
-        clean = curve.loc[curve["sigma"] == 0.0, "accuracy"]
+        accuracies = ["accuracy", *(c for c in curve.columns if _is_knn_column(c))]
+        clean = curve.loc[curve["sigma"] == 0.0, accuracies]
         rows.append(
             keys
             | {
                 "params": int(load_json(rec["meta"])["params"]),
-                **{m: spec[m] for m in SPECTRUM_METRICS},
-                "clean_accuracy": float(clean.iloc[0]) if len(clean) else float("nan"),
+                **{m: _summary_value(spec[m]) for m in SPECTRUM_METRICS},
+                **{
+                    f"clean_{c}": float(clean[c].iloc[0]) if len(clean) else float("nan")
+                    for c in accuracies
+                },
             }
         )
-        noise_rows.append(curve[["sigma", "accuracy"]].assign(**keys))
+        noise_rows.append(curve[["sigma", *accuracies]].assign(**keys))
     save_parquet(outputs["summary"], pd.DataFrame(rows))
-    cols = [*RUN_KEYS, "role", "student", "objective", "seed", "sigma", "accuracy"]
-    save_parquet(outputs["noise"], pd.concat(noise_rows, ignore_index=True)[cols])
+    noise = pd.concat(noise_rows, ignore_index=True)
+    knn = [c for c in noise.columns if _is_knn_column(c)]
+    cols = [*RUN_KEYS, "role", "student", "objective", "seed", "sigma", "accuracy", *knn]
+    save_parquet(outputs["noise"], noise[cols])
+
+
+def _is_knn_column(column: str) -> bool:
+    """A ``knn<k>_accuracy`` column of a noise Parquet (see :func:`knn_columns`)."""
+    k = column.removeprefix("knn").removesuffix("_accuracy")
+    return column.startswith("knn") and column.endswith("_accuracy") and k.isdigit()
+
+
+def _summary_value(value: Any) -> Any:
+    """A spectrum JSON value as a summary cell: None (e.g. exact uniformity, no
+    subsample) becomes NaN so that the column stays numeric."""
+    return float("nan") if value is None else value
 
 
 # --------------------------------------------------------------------------- report
@@ -497,6 +580,19 @@ def table(inputs: Named, outputs: Named, params: Named) -> None:
 
 # The data tables behind Figures 2 and 3 (and the teachers' table): CSV only.
 data_table = table
+
+
+def fig4_data(inputs: Named, outputs: Named, params: Named) -> None:
+    """Figure 4's data table (``outputs.csv`` with its ``outputs.provenance`` sidecar) from
+    every run's tracked geometry: ``inputs.metrics`` and ``inputs.meta`` are row-paired
+    lists of metrics.csv / meta.json (:func:`kdspectra.dynamics.fig4_data`)."""
+    from kdspectra.dynamics import fig4_data as build
+
+    inputs, out, params = _named(inputs), _named(outputs), _named(params)
+    experiment = str(params["options"].get("experiment", ""))
+    frame = build(list(inputs["metrics"]), list(inputs["meta"]), experiment=experiment)
+    save_csv(out["csv"], frame)
+    save_json(out["provenance"], Provenance.from_dict(params["provenance"]).to_dict())
 
 
 def claims(inputs: Named, outputs: Named, params: Named) -> None:

@@ -352,6 +352,73 @@ def fig3_data(
     return _titled(pd.DataFrame.from_records(records), f"Figure 3 data ({experiment})")
 
 
+# Every metric of kdspectra.geometry, in the order the geometry table shows them.
+GEOMETRY_TABLE_METRICS = (
+    "effective_rank",
+    "effective_rank_l2",
+    "rankme",
+    "participation_ratio",
+    "stable_rank",
+    "alpha_req",
+    "alpha_req_r2",
+    "uniformity",
+    "per_class_effective_rank",
+    "linear_cka",
+    "cos_to_teacher",
+)
+
+
+def _clean_accuracy_columns(summary: pd.DataFrame) -> list[str]:
+    """The probe's and every kNN's clean accuracy the summary carries (``clean_*``)."""
+    knn = [c for c in summary.columns if c.startswith("clean_knn") and c.endswith("_accuracy")]
+    return ["clean_accuracy", *knn]
+
+
+def geometry_table(
+    summary: pd.DataFrame,
+    *,
+    experiments: Sequence[str] | None = None,
+    names: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """Every geometry metric (and the clean probe/kNN accuracies) of every model: one row
+    per experiment × model (teacher, then each student × objective), mean over seeds.
+
+    ``experiments`` defaults to every experiment of the summary, in its order. The paper
+    reports one number (ER); this table is what a reader of the collapse literature
+    compares (RankMe, α-ReQ, uniformity, CKA, ...), so it spans all models, not a subset.
+    """
+    metrics = [*GEOMETRY_TABLE_METRICS, *_clean_accuracy_columns(summary)]
+    require_columns(summary, [*SUMMARY_COLUMNS, *metrics], "run summary")
+    exps = list(experiments) if experiments is not None else list(summary["experiment"].unique())
+    records = []
+    for exp in exps:
+        rows = _select(summary, "run summary", experiment=exp)
+        for (role, student, objective), grp in rows.groupby(
+            ["role", "student", "objective"], sort=False
+        ):
+            teacher = role == "teacher"
+            model = f"Teacher-{teacher_label(str(grp['teacher'].iloc[0]))}" if teacher else None
+            rec: dict[str, object] = {
+                "experiment": exp,
+                "model": model or _label(str(student), names),
+                "objective": "" if teacher else objective_label(str(objective)),
+                "params": int(grp["params"].iloc[0]),
+            }
+            for m in metrics:
+                rec[m], rec[f"{m}_std"], rec["n_seeds"] = seed_stats(grp, m)
+            records.append(rec)
+    frame = pd.DataFrame.from_records(records)
+    seeds = int(frame["n_seeds"].max()) > 1
+    cols = ["experiment", "model", "objective", "params"]
+    for m in metrics:
+        cols += [m, f"{m}_std"] if seeds else [m]
+    out = frame[cols + (["n_seeds"] if seeds else [])].reset_index(drop=True)
+    out["params"] = out["params"].astype("int64")
+    if seeds:
+        out["n_seeds"] = out["n_seeds"].astype("int64")
+    return _titled(out, "Geometry of every model (test split): every metric of kdspectra.geometry")
+
+
 BUILDERS = {
     "table1": table1,
     "table2": table2,
@@ -359,6 +426,7 @@ BUILDERS = {
     "teachers": teachers,
     "fig2": fig2_data,
     "fig3": fig3_data,
+    "geometry": geometry_table,
 }
 
 

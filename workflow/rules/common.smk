@@ -374,6 +374,8 @@ def final_targets():
     ]
     data = [t for t in ("teachers", "fig2", "fig3") if REPORT.has(t)]
     targets += [f"{RUN}/tables/{t}.csv" for t in data]
+    if REPORT.has("geometry"):
+        targets += [f"{RUN}/tables/geometry.{ext}" for ext in ("csv", "md")]
     figures = [f for f in FIGURES if REPORT.has(FIGURE_TABLES.get(f, f))]
     targets += [f"{RUN}/figures/{f}.{ext}" for f in figures for ext in ("png", "pdf")]
     for exp in enabled_experiments(config):

@@ -1,5 +1,5 @@
-# Evaluation stage: per model (teacher included) the singular value spectrum and
-# effective rank of its test embeddings, and linear-probe accuracy under Gaussian noise;
+# Evaluation stage: per model (teacher included) the singular value spectrum and every
+# geometry metric of its test embeddings, and linear-probe and kNN accuracy under noise;
 # then one summary table of the whole run.
 
 
@@ -18,6 +18,8 @@ rule measure_spectrum:
     resources:
         mem_mb=array_mem(copies=6),
         runtime=array_runtime(minutes_per_gb=20),
+    params:
+        alpha_req_fit=config["evaluation"]["alpha_req_fit"],
     script:
         "../scripts/measure_spectrum.py"
 
@@ -42,6 +44,8 @@ rule measure_noise:
     params:
         sigmas=config["evaluation"]["noise_sigmas"],
         probe=probe_options(config["evaluation"]),
+        knn_k=config["evaluation"]["knn_k"],
+        knn_temperature=config["evaluation"]["knn_temperature"],
     script:
         "../scripts/measure_noise.py"
 

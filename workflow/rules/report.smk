@@ -1,5 +1,6 @@
 # Report stage: Tables I-II, the ablation, the teachers table, the data behind Figures 2
-# and 3, the paper comparison, the claims judged, Figures 1-3 and the resolved config.
+# and 3, the geometry table (every metric of every model), the paper comparison, the
+# claims judged, Figures 1-3 and the resolved config.
 # Every CSV has a .provenance.json sidecar (commit, config hash, teacher weights as the
 # teachers' meta.json record them, random-init flag). Cheap, so they run on the submit host.
 
@@ -9,6 +10,7 @@ localrules:
     collect,
     table,
     data_table,
+    geometry_table,
     paper_comparison,
     claims,
     figure,
@@ -74,6 +76,31 @@ rule data_table:
         ENV
     params:
         options=lambda wc: table_options(wc.data_table),
+        provenance=provenance(),
+    script:
+        "../scripts/table.py"
+
+
+rule geometry_table:
+    input:
+        summary=f"{RUN}/summary.parquet",
+        noise=f"{RUN}/noise.parquet",
+        # The footers name the weights each teacher's meta.json says were loaded.
+        teacher_meta=list(teacher_metas().values()),
+    output:
+        csv=report(
+            f"{RUN}/tables/geometry.csv",
+            caption="../report/geometry.rst",
+            category="Tables",
+        ),
+        md=f"{RUN}/tables/geometry.md",
+        provenance=f"{RUN}/tables/geometry.provenance.json",
+    log:
+        f"{RUN}/logs/tables/geometry.log",
+    conda:
+        ENV
+    params:
+        options=table_options("geometry"),
         provenance=provenance(),
     script:
         "../scripts/table.py"
