@@ -240,3 +240,38 @@ def test_fig4_data_refuses_runs_without_tracking(data: Any, tmp_path: Path) -> N
     off = train(data, tmp_path / "off", dataclasses.replace(CFG, track_every=0, epochs=1))
     with pytest.raises(ArtifactError, match="track_every"):
         fig4_data([off["metrics_out"]], [off["meta_out"]])
+
+
+def test_fig4_is_planned_only_when_training_tracks() -> None:
+    import copy
+
+    import yaml
+
+    from kdspectra.config import load_schema, validate_config
+    from kdspectra.report_plan import plan_report
+
+    repo = Path(__file__).resolve().parents[1]
+    schema = load_schema(repo / "workflow" / "schemas" / "config.schema.yaml")
+    paper = yaml.safe_load((repo / "config.yaml").read_text())
+    plan = plan_report(validate_config(paper, schema))
+    assert plan.include["fig4"]["objectives"] == ["cosine", "cosine_infonce"]
+    off = copy.deepcopy(paper)
+    off.setdefault("training", {})["track_every"] = 0
+    plan = plan_report(validate_config(off, schema))
+    assert "fig4" not in plan.include
+    assert any("fig4" in n and "track_every" in n for n in plan.omitted)
+
+
+def test_fig4_stage_writes_the_table_and_its_provenance(
+    data: Any, tracked: dict[str, Path], tmp_path: Path
+) -> None:
+    from kdspectra import stages
+    from kdspectra.provenance import Provenance
+
+    prov = Provenance(commit="abc123", config_hash="f00", teacher_weights={"t": "random-init"})
+    out = {"csv": tmp_path / "fig4.csv", "provenance": tmp_path / "fig4.provenance.json"}
+    inputs = {"metrics": [tracked["metrics_out"]], "meta": [tracked["meta_out"]]}
+    params = {"options": {"experiment": "x"}, "provenance": prov.to_dict()}
+    stages.fig4_data(inputs, out, params)
+    assert pd.read_csv(out["csv"])["epoch"].dropna().tolist() == [2, 3]
+    assert json.loads(out["provenance"].read_text())["commit"] == "abc123"

@@ -30,7 +30,7 @@ def table_options(config: Mapping[str, Any], plan: ReportPlan, kind: str) -> dic
     built_over = plan.include.get(kind, {})
     if kind in TABLES_RUN:
         return {"experiment": rep["tables"], **built_over}
-    if kind == "fig2":
+    if kind in ("fig2", "fig4"):
         return {"experiment": rep["figures"], **built_over}
     if kind == "fig3":
         return {"experiment": rep["figures"], "objective": rep["fig3_objective"], **built_over}

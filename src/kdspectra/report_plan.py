@@ -25,6 +25,7 @@ ARTIFACTS = (
     "teachers",
     "fig2",
     "fig3",
+    "fig4",
     "fig1_spectrum",
     "geometry",
     "paper_comparison",
@@ -80,6 +81,13 @@ def plan_report(config: Mapping[str, Any]) -> ReportPlan:
         plan.include["fig2"] = {"students": figure_s, "objectives": objectives[fex]}
     else:
         plan.omitted.append(f"fig2: experiment {fex!r} runs none of report.table_students")
+    # Figure 4 (geometry during training) needs the tracked metrics: training.track_every.
+    if config.get("training", {}).get("track_every") == 0:
+        plan.omitted.append("fig4: training.track_every is 0 (no geometry tracked in training)")
+    elif figure_s:
+        plan.include["fig4"] = {"students": figure_s, "objectives": objectives[fex]}
+    else:
+        plan.omitted.append(f"fig4: experiment {fex!r} runs none of report.table_students")
     fig1_missing = [o for o in ("cosine", "cosine_infonce") if o not in objectives[tex]]
     if rep["fig1_student"] not in experiment_students(config, tex) or fig1_missing:
         plan.omitted.append(

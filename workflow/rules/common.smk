@@ -173,11 +173,16 @@ def teacher_targets(dataset, teacher):
 
 def train_student_input(wildcards):
     e = experiment(wildcards.experiment)
-    return {
+    inputs = {
         "data": split_files(e["dataset"], ("train",)),
         "teacher": teacher_targets(e["dataset"], e["teacher"]),
         "teacher_meta": f"{teacher_dir(e['dataset'], e['teacher'])}/meta.json",
     }
+    # Geometry tracked in training compares with the clean rows, not the cached views.
+    training = config["training"]
+    if training["teacher_view"] == "same" and training.get("track_every") != 0:
+        inputs["teacher_clean"] = f"{teacher_dir(e['dataset'], e['teacher'])}/train.npy"
+    return inputs
 
 
 def spectrum_input(wildcards):
@@ -227,6 +232,23 @@ def collect_records():
 
 def collect_input(wildcards):
     return [r[k] for r in collect_records() for k in ("spectrum", "noise", "meta")]
+
+
+def fig4_input(wildcards):
+    """Every run of the figures experiment that Figure 4 draws: metrics and meta, paired."""
+    exp, built = config["report"]["figures"], REPORT.include["fig4"]
+    dirs = [
+        model_dir(exp, ModelId(s, o, k).format())
+        for s in built["students"]
+        for o in built["objectives"]
+        for k in config["seeds"]
+    ]
+    return {
+        "metrics": [f"{d}/metrics.csv" for d in dirs],
+        "meta": [f"{d}/meta.json" for d in dirs],
+        # The footers name the weights each teacher's meta.json says were loaded.
+        "teacher_meta": list(teacher_metas().values()),
+    }
 
 
 def fig1_input(wildcards):
@@ -357,7 +379,12 @@ def array_runtime(minutes_per_gb):
 # ---------------------------------------------------------------- targets
 
 TABLES = ["table1", "table2", "ablation"]
-FIGURES = ["fig1_spectrum", "fig2_effective_rank", "fig3_noise_robustness"]
+FIGURES = [
+    "fig1_spectrum",
+    "fig2_effective_rank",
+    "fig3_noise_robustness",
+    "fig4_dynamics",
+]
 # Which tables and figures the enabled experiments can fill; the rest are left out of
 # `all`, each with a note here and in paper_comparison.md and claims.md.
 REPORT = plan_report(config)
@@ -372,7 +399,7 @@ def final_targets():
     targets += [
         f"{RUN}/tables/{t}.{ext}" for t in tables for ext in ("csv", "md", "tex")
     ]
-    data = [t for t in ("teachers", "fig2", "fig3") if REPORT.has(t)]
+    data = [t for t in ("teachers", "fig2", "fig3", "fig4") if REPORT.has(t)]
     targets += [f"{RUN}/tables/{t}.csv" for t in data]
     if REPORT.has("geometry"):
         targets += [f"{RUN}/tables/geometry.{ext}" for ext in ("csv", "md")]
@@ -384,7 +411,11 @@ def final_targets():
     return targets
 
 
-FIGURE_TABLES = {"fig2_effective_rank": "fig2", "fig3_noise_robustness": "fig3"}
+FIGURE_TABLES = {
+    "fig2_effective_rank": "fig2",
+    "fig3_noise_robustness": "fig3",
+    "fig4_dynamics": "fig4",
+}
 
 
 def figure_input(wildcards):

@@ -10,6 +10,7 @@ localrules:
     collect,
     table,
     data_table,
+    fig4_data,
     geometry_table,
     paper_comparison,
     claims,
@@ -79,6 +80,28 @@ rule data_table:
         provenance=provenance(),
     script:
         "../scripts/table.py"
+
+
+# Figure 4's data: the geometry every run tracked during training (training.track_every).
+rule fig4_data:
+    input:
+        unpack(fig4_input),
+    output:
+        csv=report(
+            f"{RUN}/tables/fig4.csv",
+            caption="../report/fig4.rst",
+            category="Tables",
+        ),
+        provenance=f"{RUN}/tables/fig4.provenance.json",
+    log:
+        f"{RUN}/logs/tables/fig4.log",
+    conda:
+        ENV
+    params:
+        options=table_options("fig4"),
+        provenance=provenance(),
+    script:
+        "../scripts/fig4_data.py"
 
 
 rule geometry_table:
@@ -167,7 +190,7 @@ rule figure:
     log:
         f"{RUN}/logs/figures/{{figure}}.log",
     wildcard_constraints:
-        figure=r"fig1_spectrum|fig2_effective_rank|fig3_noise_robustness",
+        figure=r"fig1_spectrum|fig2_effective_rank|fig3_noise_robustness|fig4_dynamics",
     conda:
         ENV
     params:
