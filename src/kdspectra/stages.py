@@ -595,19 +595,6 @@ def fig4_data(inputs: Named, outputs: Named, params: Named) -> None:
     save_json(out["provenance"], Provenance.from_dict(params["provenance"]).to_dict())
 
 
-def fig4_data(inputs: Named, outputs: Named, params: Named) -> None:
-    """Figure 4's data table (``outputs.csv`` with its ``outputs.provenance`` sidecar) from
-    every run's tracked geometry: ``inputs.metrics`` and ``inputs.meta`` are row-paired
-    lists of metrics.csv / meta.json (:func:`kdspectra.dynamics.fig4_data`)."""
-    from kdspectra.dynamics import fig4_data as build
-
-    inputs, out, params = _named(inputs), _named(outputs), _named(params)
-    experiment = str(params["options"].get("experiment", ""))
-    frame = build(list(inputs["metrics"]), list(inputs["meta"]), experiment=experiment)
-    save_csv(out["csv"], frame)
-    save_json(out["provenance"], Provenance.from_dict(params["provenance"]).to_dict())
-
-
 def claims(inputs: Named, outputs: Named, params: Named) -> None:
     """Judge the paper's claims on the run: ``outputs`` holds ``csv``, ``md`` and
     ``provenance``; ``params.options`` are :func:`kdspectra.claims.claims_frame` keyword
