@@ -204,7 +204,7 @@ def test_paper_comparison_has_a_beyond_the_paper_section() -> None:
     opts = {"tables_experiment": "clip_x", "figures_experiment": "dino_x"}
     text = paper.paper_comparison(geometry_summary(), make_noise((0, 1, 2)), **opts)
     beyond = text.split("## Beyond the paper", 1)[1]
-    for header in ("RankMe", "α-ReQ", "Uniformity", "CKA to teacher", "clean_knn20_accuracy"):
+    for header in ("RankMe", "α-ReQ", "Uniformity", "CKA to teacher", "kNN-20 acc."):
         assert header in beyond, header
     assert "ER (raw, paper)" not in beyond  # the paper's own number is in its sections
     assert "## Beyond the paper" not in paper.paper_comparison(make_summary(), **opts)

@@ -44,6 +44,9 @@ HEADERS = {
     "per_class_effective_rank": "Per-class ER",
     "linear_cka": "CKA to teacher",
     "clean_accuracy": "Probe acc.",
+    # the default evaluation.knn_k; other k show their column name
+    "clean_knn20_accuracy": "kNN-20 acc.",
+    "clean_knn200_accuracy": "kNN-200 acc.",
 }
 DECIMALS = {
     "effective_rank": 2,
@@ -61,6 +64,8 @@ DECIMALS = {
     "per_class_effective_rank": 2,
     "linear_cka": 3,
     "clean_accuracy": 4,
+    "clean_knn20_accuracy": 4,
+    "clean_knn200_accuracy": 4,
 }
 
 
@@ -154,7 +159,7 @@ NOTES["geometry"] = (
     "to 10,000 rows, a seeded subsample beyond. Per-class ER: mean ER within each class. "
     "CKA to teacher: linear CKA (Kornblith et al. 2019); cos to teacher: mean cosine to "
     "the teacher's embedding of the same image. Probe acc.: clean linear-probe accuracy; "
-    "clean_knn<k>_accuracy: weighted kNN (k neighbours, T = evaluation.knn_temperature)."
+    "kNN-k acc.: clean weighted kNN accuracy (k neighbours, T = evaluation.knn_temperature)."
 )
 SEEDS_NOTE = "Mean ± sample std over seeds (Seeds column gives n)."
 
