@@ -261,7 +261,7 @@ def _parser() -> argparse.ArgumentParser:
         "--only",
         action="append",
         metavar="NAME",
-        help="run only bench_NAME.py (repeatable; e.g. loader, train, extract)",
+        help="run only bench_NAME.py (repeatable; e.g. loader, train, extract, tracking)",
     )
     runs = p.add_mutually_exclusive_group()
     runs.add_argument(
