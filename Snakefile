@@ -14,6 +14,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/teachers.smk"
 include: "workflow/rules/distill.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/corruptions.smk"
 include: "workflow/rules/report.smk"
 
 

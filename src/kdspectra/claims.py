@@ -421,6 +421,33 @@ def small_beats_large_under_noise(run: Run) -> list[dict[str, object]]:
     return [_row(claim, q, paper, est, verdict_above(est, 0.0), note)]
 
 
+def small_beats_large_under_corruptions(
+    run: Run, corruptions: pd.DataFrame | None
+) -> list[dict[str, object]]:
+    """The same robustness claim judged on common corruptions: the 0.5M InfoNCE student's
+    mean probe accuracy over every corruption and severity run, minus the 8M one's."""
+    claim = "0.5M beats 8M on common corruptions"
+    exp, obj = run.figures_experiment, run.noise_objective
+    q = f"mean corruption accuracy (pp), Student-S − Student-L, {obj}"
+    if corruptions is None or corruptions.empty:
+        return [not_tested(claim, q, "evaluation.corruptions is empty (stage off)")]
+    rows = corruptions[
+        (corruptions["experiment"] == exp)
+        & (corruptions["role"] == "student")
+        & (corruptions["objective"] == obj)
+    ]
+    acc = {
+        s: 100 * rows[rows["student"] == s].groupby("seed")["accuracy"].mean().sort_index()
+        for s in ("cnn_s", "cnn_l")
+    }
+    if any(v.empty for v in acc.values()):
+        return [not_tested(claim, q, f"{exp!r} lacks cnn_s or cnn_l with {obj}")]
+    est = t_interval((lambda p: p["b"] - p["a"])(paired(acc["cnn_l"], acc["cnn_s"])))
+    names = sorted(set(rows["corruption"]))
+    note = f"mean over {len(names)} corruption(s) × severities {sorted(set(rows['severity']))}"
+    return [_row(claim, q, None, est, verdict_above(est, 0.0), note)]
+
+
 ER_CLAIMS = (
     far_below_teacher,
     flat_over_capacity,
@@ -441,9 +468,12 @@ def claims_frame(
     ablation_students: Sequence[str] = ABLATION_STUDENTS,
     noise_objective: str = "cosine_infonce",
     random_init: bool = False,
+    corruptions: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per claim (and per student / ER variant where the claim is per student):
-    :data:`COLUMNS` first, then ``note``. With ``random_init`` every note says so."""
+    :data:`COLUMNS` first, then ``note``. With ``random_init`` every note says so. With
+    ``corruptions`` (the run's corruptions.parquet; empty when the stage is off: the row is
+    then "not tested") the robustness claim is judged on the corruption mean too."""
     run = Run(
         summary,
         noise,
@@ -457,6 +487,8 @@ def claims_frame(
     if RANKME in summary.columns:  # summaries written before the geometry suite lack it
         rows += [_as_rankme(r) for claim in ER_CLAIMS for r in claim(run, RANKME)]
     rows += small_beats_large_under_noise(run)
+    if corruptions is not None:  # the workflow passes an empty frame when the stage is off
+        rows += small_beats_large_under_corruptions(run, corruptions)
     frame = pd.DataFrame.from_records(rows, columns=[*COLUMNS, "note"])
     if random_init:
         frame["note"] = [

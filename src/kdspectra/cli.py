@@ -75,6 +75,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     stages.add_argument("run_dir", type=Path, help="a run's results folder, e.g. results/demo")
     stages.add_argument("--csv", type=Path, help="also write the table as CSV to this file")
+    fixture = sub.add_parser(
+        "corruptions-fixture",
+        help="a synthetic (NOT CIFAR-C) corruption archive of a prepared test split",
+        description="Write a tar in the CIFAR-10-C layout (SYNTHETIC-C/<corruption>.npy, "
+        "labels.npy) from DATA/test_images.npy and test_labels.npy, for tests and offline "
+        "demos (kdspectra.corruption_fixture); prints its md5 for datasets.<name>.corruptions.",
+    )
+    fixture.add_argument("--data", type=Path, required=True, help="e.g. results/data/digits")
+    fixture.add_argument("--out", type=Path, required=True, help="the .tar to write")
+    fixture.add_argument("--seed", type=int, default=0, help="seed of the random corruptions")
     return parser
 
 
@@ -168,7 +178,21 @@ def _stage_times(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"geometry": _geometry, "rank": _rank, "stage-times": _stage_times}
+def _corruptions_fixture(args: argparse.Namespace) -> int:
+    from kdspectra.corruption_fixture import write_fixture
+    from kdspectra.download import md5sum
+
+    path = write_fixture(args.data, args.out, seed=args.seed)
+    print(f"{path}: synthetic corruption archive (not CIFAR-C), md5 {md5sum(path)}")
+    return 0
+
+
+COMMANDS = {
+    "geometry": _geometry,
+    "rank": _rank,
+    "stage-times": _stage_times,
+    "corruptions-fixture": _corruptions_fixture,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

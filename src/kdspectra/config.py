@@ -196,6 +196,27 @@ def dataset_of_key(config: Mapping[str, Any], key: str) -> str:
     )
 
 
+def corruption_source(config: Mapping[str, Any], dataset: str) -> dict[str, str]:
+    """``{url, md5}`` of ``dataset``'s corruption archive: ``datasets.<name>.corruptions``,
+    else the published archive for that name (:data:`kdspectra.corruptions.SOURCES`), the
+    way a dataset's ``format`` is inferred from its name."""
+    from kdspectra.corruptions import SOURCES
+
+    spec = config["datasets"][dataset].get("corruptions") or SOURCES.get(dataset)
+    if spec is None:
+        raise ConfigError(
+            f"config key 'datasets.{dataset}.corruptions': evaluation.corruptions is on but "
+            f"no corruption archive is known for {dataset!r} (defaults exist for "
+            f"{sorted(SOURCES)}); expected {{url, md5}} of a <DIR>/<corruption>.npy tar"
+        )
+    return {"url": str(spec["url"]), "md5": str(spec["md5"])}
+
+
+def corruption_key(config: Mapping[str, Any], dataset: str) -> str:
+    """The download's name: ``<dataset>-C-<md5[:12]>``, keyed by content like the datasets."""
+    return f"{dataset}-C-{corruption_source(config, dataset)['md5'][:12]}"
+
+
 def weights_file(pretrained: Any) -> Path | None:
     """The local weights file a ``pretrained`` value names, or None for a tag, the hub,
     ``true`` or random init.
@@ -287,6 +308,17 @@ def _check_datasets(config: Mapping[str, Any]) -> Iterator[str]:
                     yield f"config key 'datasets.{name}.{key}': required for a downloaded archive"
 
 
+def _check_corruptions(config: Mapping[str, Any]) -> Iterator[str]:
+    """With ``evaluation.corruptions`` on, every evaluated dataset needs an archive source."""
+    if not config.get("evaluation", {}).get("corruptions"):
+        return
+    for name in sorted({config["experiments"][e]["dataset"] for e in enabled_experiments(config)}):
+        try:
+            corruption_source(config, name)
+        except ConfigError as exc:
+            yield str(exc)
+
+
 def _check_teachers(config: Mapping[str, Any]) -> Iterator[str]:
     for name, spec in config["teachers"].items():
         pre = spec.get("pretrained")
@@ -351,6 +383,7 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dic
     resolved = fill_defaults(dict(config), schema, schema)
     for check in (
         _check_datasets,
+        _check_corruptions,
         _check_teachers,
         _check_experiments,
         _check_report,

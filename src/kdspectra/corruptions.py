@@ -5,8 +5,8 @@ the field uses for such a claim is Hendrycks & Dietterich (ICLR 2019): 19 corrup
 5 severities, shipped as an **uncompressed** tar holding ``<DIR>/<corruption>.npy``
 (uint8, (5·N, 32, 32, 3); severity k+1 in rows [k·N, (k+1)·N)) and ``<DIR>/labels.npy``
 ((5·N,) integers: the test labels once per severity). ``DIR`` is ``CIFAR-10-C`` or
-``CIFAR-100-C`` (:data:`ARCHIVE_DIRS`); which one it is does not decide anything: the
-labels check below is what ties an archive to a dataset.
+``CIFAR-100-C`` (``SYNTHETIC-C`` for fixtures; :data:`ARCHIVE_DIRS`); which one it is does
+not decide anything: the labels check below is what ties an archive to a dataset.
 
 Reading. The real archives are 2.9 GB, so the tar is never held in memory whole nor
 extracted: one pass over the headers (an uncompressed tar is seekable, so this skips the
@@ -90,7 +90,11 @@ SEVERITIES = (1, 2, 3, 4, 5)
 # rounding: the bridge between the paper's noise curve and the benchmark.
 SEVERITY_SIGMA = (0.04, 0.06, 0.08, 0.09, 0.10)
 
-ARCHIVE_DIRS = ("CIFAR-10-C", "CIFAR-100-C")
+# SYNTHETIC-C: the format-exact fixtures of :mod:`kdspectra.corruption_fixture` (built from
+# a prepared test split for tests and demos; never CIFAR-C): named apart so no table or
+# reader can take one for the published benchmark.
+FIXTURE_DIR = "SYNTHETIC-C"
+ARCHIVE_DIRS = ("CIFAR-10-C", "CIFAR-100-C", FIXTURE_DIR)
 LABELS = "labels.npy"
 SIDE = 32
 
@@ -339,7 +343,7 @@ def score_corruptions(
     sets: Iterable[tuple[str, int, np.ndarray]],
     test_labels: np.ndarray,
     *,
-    knn: KnnScorer | None = None,
+    knn: KnnScorer | Mapping[str, KnnScorer] | None = None,
 ) -> pd.DataFrame:
     """Accuracy of one clean-fitted probe (and optionally kNN) on every corruption set.
 
@@ -349,8 +353,10 @@ def score_corruptions(
     same as the noise stage's; ``sets`` is typically :func:`iter_corruption_sets`, consumed
     lazily so only one set's embeddings exist at a time. Returns one row per set with
     columns ``corruption``, ``severity``, ``accuracy`` (fraction in [0, 1]) and, when
-    ``knn`` is given, ``knn_accuracy``.
+    ``knn`` is given, ``knn_accuracy`` (or, for a mapping column → scorer, one column per
+    entry: several k on the same embeddings).
     """
+    scorers = {"knn_accuracy": knn} if callable(knn) else dict(knn or {})
     rows: list[dict[str, Any]] = []
     for name, severity, images in sets:
         emb = embed(images)
@@ -359,11 +365,11 @@ def score_corruptions(
             "severity": int(severity),
             "accuracy": probe.accuracy(emb, test_labels),
         }
-        if knn is not None:
-            row["knn_accuracy"] = float(knn(emb, test_labels))
+        for column, score in scorers.items():
+            row[column] = float(score(emb, test_labels))
         log.info("%s s=%d: probe accuracy %.4f", name, severity, row["accuracy"])
         rows.append(row)
-    columns = ["corruption", "severity", "accuracy"] + (["knn_accuracy"] if knn else [])
+    columns = ["corruption", "severity", "accuracy", *scorers]
     frame = pd.DataFrame(rows, columns=columns)
     return frame.astype({"severity": np.int64, "accuracy": np.float64})
 

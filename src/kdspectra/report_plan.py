@@ -28,6 +28,7 @@ ARTIFACTS = (
     "fig4",
     "fig1_spectrum",
     "geometry",
+    "corruptions",
     "paper_comparison",
     "claims",
 )
@@ -96,6 +97,9 @@ def plan_report(config: Mapping[str, Any]) -> ReportPlan:
         )
     else:
         plan.include["fig1_spectrum"] = {}
+    # Common corruptions (tables/corruptions, Figure 5): opt-in, evaluation.corruptions.
+    if config.get("evaluation", {}).get("corruptions"):
+        plan.include["corruptions"] = {}
     # Every run has models to measure: the geometry table spans all of them.
     for always in ("teachers", "geometry", "paper_comparison", "claims"):
         plan.include[always] = {}

@@ -13,6 +13,8 @@ os.environ.update(
 )
 
 from kdspectra.config import (
+    corruption_key,
+    corruption_source,
     data_key,
     dataset_format,
     dataset_of_key,
@@ -403,6 +405,9 @@ def final_targets():
     targets += [f"{RUN}/tables/{t}.csv" for t in data]
     if REPORT.has("geometry"):
         targets += [f"{RUN}/tables/geometry.{ext}" for ext in ("csv", "md")]
+    if REPORT.has("corruptions"):
+        targets += [f"{RUN}/tables/corruptions.{ext}" for ext in ("csv", "md")]
+        targets += [f"{RUN}/figures/fig5_corruptions.{ext}" for ext in ("png", "pdf")]
     figures = [f for f in FIGURES if REPORT.has(FIGURE_TABLES.get(f, f))]
     targets += [f"{RUN}/figures/{f}.{ext}" for f in figures for ext in ("png", "pdf")]
     for exp in enabled_experiments(config):
@@ -435,3 +440,120 @@ def paper_comparison_options():
 
 def claims_options():
     return report_options.claims_options(config, REPORT)
+
+
+# ---------------------------------------------------------------- corruptions
+# CIFAR-10-C / CIFAR-100-C (workflow/rules/corruptions.smk): only when
+# evaluation.corruptions names any; the download is keyed by content like the datasets'.
+
+CORRUPTIONS_ON = bool(config["evaluation"]["corruptions"])
+
+
+def corruption_archive(dataset):
+    """The verified corruption archive of ``dataset``: <dataset>-C-<md5[:12]>.tar."""
+    return f"results/downloads/{corruption_key(config, dataset)}.tar"
+
+
+def corruption_md5(wildcards):
+    """The md5 the download must match; its first 12 digits must be the path's."""
+    md5 = corruption_source(config, wildcards.dataset)["md5"]
+    if not md5.startswith(wildcards.cmd5):
+        raise WorkflowError(
+            f"results/downloads/{wildcards.dataset}-C-{wildcards.cmd5}.tar: no config "
+            f"entry has that md5 (datasets.{wildcards.dataset}.corruptions.md5 is {md5})"
+        )
+    return md5
+
+
+def corruption_local_input(wildcards):
+    """A relative ``file:`` URL (the demo's fixture) is an input, so that its rule runs first."""
+    url = corruption_source(config, wildcards.dataset)["url"]
+    return (
+        [url.removeprefix("file:")]
+        if not url.startswith("file://") and url.startswith("file:")
+        else []
+    )
+
+
+def _corruption_common(dataset):
+    return {
+        "archive": corruption_archive(dataset),
+        "train_labels": f"{data_dir(dataset)}/train_labels.npy",
+        "test_labels": f"{data_dir(dataset)}/test_labels.npy",
+    }
+
+
+def test_data_split(wildcards):
+    """The prepared test split behind a ``{data_key}`` (the corruption fixture's source)."""
+    return [
+        f"results/data/{wildcards.data_key}/test_{k}.npy" for k in ("images", "labels")
+    ]
+
+
+def corruption_teacher_input(wildcards):
+    d = teacher_dir(wildcards.dataset, wildcards.teacher)
+    return _corruption_common(wildcards.dataset) | {"train": f"{d}/train.npy"}
+
+
+def corruption_student_input(wildcards):
+    w = wildcards
+    d = student_dir(w.experiment, w.student, w.objective, w.seed)
+    return _corruption_common(experiment(wildcards.experiment)["dataset"]) | {
+        "train": f"{d}/train.npy",
+        "weights": f"{d}/model.safetensors",
+        "meta": f"{d}/meta.json",
+    }
+
+
+def corruption_records():
+    """One record per (experiment, model): its corruption Parquet (a teacher's serves
+    every experiment on its dataset)."""
+    records = []
+    for exp in enabled_experiments(config):
+        e = experiment(exp)
+        for model in experiment_models(config, exp):
+            if model == TEACHER_MODEL:
+                path = f"{RUN}/corruptions/teachers/{e['dataset']}/{e['teacher']}"
+                path += ".parquet"
+            else:
+                path = f"{RUN}/corruptions/students/{exp}/{model}.parquet"
+            records.append({"experiment": exp, "model": model, "path": path})
+    return records
+
+
+def corruptions_input(wildcards=None):
+    """The run's corruption table, or nothing when the stage is off (claims: not tested)."""
+    return f"{RUN}/corruptions.parquet" if CORRUPTIONS_ON else []
+
+
+def _corruption_share(input_mb):
+    """MB of the archive's requested sets: it holds 19 corruptions × 5 severities."""
+    ev = config["evaluation"]
+    return input_mb * len(ev["corruptions"]) * len(ev["corruption_severities"]) / 95
+
+
+def corruption_mem(wildcards, input, attempt):
+    """One corruption member (<= 1/19 of the archive) with its fp32 batches, the clean
+    train embeddings and torch: half the inputs covers them with room."""
+    base = req.TORCH_MB + (req.CUDA_HOST_MB if GPU else 0)
+    return int((base + input.size_mb / 2 + 256) * max(1, attempt))
+
+
+def corruption_teacher_runtime(wildcards, input, threads, attempt):
+    work = _teacher_work(wildcards)
+    return req.teacher_runtime_min(
+        _corruption_share(input.size_mb), threads=threads, attempt=attempt, **work
+    )
+
+
+def corruption_student_runtime(wildcards, input, threads, attempt):
+    # Training FLOPs of one epoch bound the embedding's (forward only) from above.
+    t = _student_training(wildcards)
+    return req.student_runtime_min(
+        _corruption_share(input.size_mb),
+        epochs=1,
+        width_mult=float(t["width_mult"]),
+        threads=threads,
+        gpu=bool(GPU),
+        attempt=attempt,
+    )

@@ -156,6 +156,8 @@ rule claims:
     input:
         summary=f"{RUN}/summary.parquet",
         noise=f"{RUN}/noise.parquet",
+        # The robustness claim on common corruptions too ([] when the stage is off).
+        corruptions=corruptions_input(),
         # The footers name the weights each teacher's meta.json says were loaded.
         teacher_meta=list(teacher_metas().values()),
     output:
