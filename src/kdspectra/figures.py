@@ -424,6 +424,8 @@ def fig4(
     top = max(ax.get_ylim()[1] for ax in axes)
     for ax in axes:
         ax.set_ylim(0, top)
+    for ax in axes[1:]:  # one shared scale: its numbers once, left of the first panel
+        ax.tick_params(labelleft=False)
     axes[-1].legend(fontsize=6, title="objective, ER variant", title_fontsize=6, loc="lower right")
     save(fig, png, pdf)
     return fig
