@@ -119,7 +119,7 @@ def test_student_clean_copy_scores_the_clean_accuracy(data, archive, student, tm
     assert {"accuracy", "knn5_accuracy", "knn20_accuracy", "knn_accuracy", "probe_C"} <= set(
         frame.columns
     )
-    model = stages._load_trained(student["weights"], student["meta"], torch.device("cpu"))
+    model = stages._common._load_trained(student["weights"], student["meta"], torch.device("cpu"))
 
     def embed(x: np.ndarray) -> np.ndarray:
         return embed_images(model, x, device=torch.device("cpu"), batch_size=64)

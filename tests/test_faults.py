@@ -802,7 +802,7 @@ def test_sigterm_mid_write_removes_the_temporary(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     # The kdspectra this test process imports (the checkout's src/ unless overridden).
-    env = {**os.environ, "PYTHONPATH": str(Path(stages.__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(stages.__file__).resolve().parents[2])}
     proc = subprocess.Popen(
         [sys.executable, str(script), str(out)], env=env, stderr=subprocess.PIPE
     )

@@ -340,3 +340,84 @@ def test_a_deterministic_training_failure_is_not_repeated_by_a_retry(
     assert calls == [0.5] and marker_path(ckpt).exists()
     stages.train_student({"teacher": teacher}, out, params | {"training": training | {"lr": 0.002}})
     assert calls == [0.5, 0.002] and not marker_path(ckpt).exists()
+
+
+# --------------------------------------------------------------------------- stages mirror rules
+
+RULES_DIR = REPO / "workflow" / "rules"
+# Rules that share another rule's script: the script calls that rule's stage, and the
+# package exports the rule's own name as an alias of it (or, for the per-role corruption
+# rules, the rule is one stage run on a teacher or a student).
+SHARED_SCRIPTS = {
+    "data_table": "table",
+    "geometry_table": "table",
+    "measure_corruptions_teacher": "measure_corruptions",
+    "measure_corruptions_student": "measure_corruptions",
+}
+
+
+def _rule_scripts() -> dict[str, tuple[str, Path]]:
+    """rule name -> (its rule file's stem, its script), read from workflow/rules/*.smk."""
+    import re
+
+    found: dict[str, tuple[str, Path]] = {}
+    for smk in sorted(RULES_DIR.glob("*.smk")):
+        blocks = re.split(r"^rule (\w+):\n", smk.read_text(), flags=re.M)
+        for name, body in zip(blocks[1::2], blocks[2::2], strict=True):
+            script = re.search(r"^    script:\n\s+\"([^\"]+)\"", body, flags=re.M)
+            assert script, f"{smk.name}: rule {name} runs no script (so no stage)"
+            found[name] = (smk.stem, (smk.parent / script.group(1)).resolve())
+    return found
+
+
+def _stage_calls(script: Path) -> list[str]:
+    """The ``stages.<name>(...)`` calls of one workflow script."""
+    import ast
+
+    return [
+        node.func.attr
+        for node in ast.walk(ast.parse(script.read_text()))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "stages"
+    ]
+
+
+def test_every_rule_calls_the_stage_of_its_name_from_its_rule_files_module() -> None:
+    """`stages/<file>.py` implements the rules of `workflow/rules/<file>.smk`: each rule's
+    script calls exactly one stage, named like the rule (or, for a shared script, the
+    rule's name is an alias of the stage it calls), defined in the module of its file."""
+    rules = _rule_scripts()
+    assert {"download", "train_student", "measure_spectrum", "claims", "fig5"} <= set(rules)
+    for rule, (smk, script) in rules.items():
+        calls = _stage_calls(script)
+        expected = SHARED_SCRIPTS.get(rule, rule)
+        assert calls == [expected], f"rule {rule} ({script.name}) calls stages.{calls}"
+        stage = getattr(stages, expected)
+        assert stage.__module__ == f"kdspectra.stages.{smk}", f"{rule}: {stage.__module__}"
+        if hasattr(stages, rule):
+            assert getattr(stages, rule) is stage, f"stages.{rule} is not stages.{expected}"
+        assert rule in stages.__all__ or rule in SHARED_SCRIPTS, rule
+
+
+def test_every_stage_is_a_rule_of_its_module_and_exported() -> None:
+    """No stage without a rule, none in another rule file's module, none the package
+    forgets to export: every public ``(inputs, outputs, params)`` function of a stage
+    module is a rule of the same-named .smk file and ``stages.<rule>``."""
+    import importlib
+    import inspect
+
+    # rule or stage name (an alias is both) -> the rule file of the rules that run it
+    rules = _rule_scripts()
+    homes = {SHARED_SCRIPTS.get(rule, rule): smk for rule, (smk, _) in rules.items()}
+    homes |= {rule: smk for rule, (smk, _) in rules.items()}
+    modules = sorted(Path(stages.__file__).parent.glob("[!_]*.py"))
+    assert {p.stem for p in modules} == {p.stem for p in RULES_DIR.glob("*.smk")} - {"common"}
+    for path in modules:
+        module = importlib.import_module(f"kdspectra.stages.{path.stem}")
+        for name, fn in inspect.getmembers(module, inspect.isfunction):
+            own = fn.__module__ == module.__name__ and not name.startswith("_")
+            if own and list(inspect.signature(fn).parameters) == ["inputs", "outputs", "params"]:
+                assert homes.get(name) == path.stem, f"{path.name}: {name} is no rule of its .smk"
+                assert getattr(stages, name) is fn, f"stages.{name} is not exported"

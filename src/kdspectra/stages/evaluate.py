@@ -1,0 +1,251 @@
+"""Stages of `workflow/rules/evaluate.smk`: one model's spectrum and geometry, its probe
+and kNN accuracy under noise, and the run summary that gathers them. The kNN and
+model-key conventions defined here are shared with the corruption stages."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from kdspectra.embeddings import load_embeddings, load_labels
+from kdspectra.errors import ArtifactError
+from kdspectra.io import load_json, load_npy, save_json, save_parquet
+from kdspectra.registry import TEACHER_MODEL, ModelId
+from kdspectra.stages._common import Named, PathLike, _named
+
+
+def measure_spectrum(inputs: Named, outputs: Named, params: Named) -> None:
+    """Singular values (``outputs.values``) and every geometry metric (``outputs.stats``)
+    of one model's test embeddings (``inputs.test``).
+
+    Records ``effective_rank`` (raw rows: the paper's number), ``effective_rank_l2``
+    (rows L2-normalised first), ``norm_cv`` and ``rank_ceiling``, and beside them every
+    metric of :func:`kdspectra.geometry.geometry_metrics` (RankMe, participation ratio,
+    stable rank, α-ReQ with its R², fit bounds ``params.alpha_req_fit`` and point count,
+    uniformity with its subsample size): researchers compare several and each catches
+    what ER misses. For students (those with an ``inputs.teacher``, the teacher's test
+    embeddings) also ``cos_to_teacher`` and ``linear_cka`` to the teacher on the same
+    images (NaN for the teacher): InfoNCE trades alignment for uniformity and a reader
+    must see both; the student's ``inputs.meta`` JSON must then carry ``feature_width``,
+    the head's input width that caps its rank. With ``inputs.labels`` (the test labels)
+    the embeddings must have one row per label, so a matrix from another split or run is
+    named here instead of becoming a plausible rank, and ``per_class_effective_rank`` is
+    recorded (NaN without labels).
+    """
+    from kdspectra.geometry import geometry_metrics
+    from kdspectra.spectrum import (
+        effective_rank_from_singular_values,
+        norm_cv,
+        rank_ceiling,
+        singular_values,
+    )
+
+    inputs, outputs = _named(inputs), _named(outputs)
+    fit = _alpha_fit(_named(params))
+    teacher_test, test_labels = inputs.get("teacher"), inputs.get("labels")
+    labels = load_labels(test_labels) if test_labels is not None else None
+    emb = load_embeddings(inputs["test"], rows=None if labels is None else len(labels))
+    width = _feature_width(inputs.get("meta")) if teacher_test is not None else None
+    teacher = (
+        load_embeddings(teacher_test, rows=emb.shape[0], dim=emb.shape[1])
+        if teacher_test is not None
+        else None
+    )
+    geo = geometry_metrics(emb, labels, teacher, alpha_fit=fit)
+    sv = singular_values(emb)
+    stats: dict[str, Any] = {
+        "n": int(emb.shape[0]),
+        "dim": int(emb.shape[1]),
+        "effective_rank": geo["effective_rank"],
+        "effective_rank_rv": effective_rank_from_singular_values(sv, "roy_vetterli"),
+        "effective_rank_l2": geo["effective_rank_l2"],
+        "norm_cv": norm_cv(emb),
+        "rank_ceiling": rank_ceiling(emb.shape[0], emb.shape[1], width),
+        # One definition of the distillation fit: kdspectra.geometry.cos_to_teacher.
+        "cos_to_teacher": geo.get("cos_to_reference", float("nan")),
+        "linear_cka": geo.get("linear_cka", float("nan")),
+        "per_class_effective_rank": geo.get("per_class_effective_rank", float("nan")),
+        **{m: geo[m] for m in EXTRA_GEOMETRY},
+        "alpha_req_points": geo["alpha_req_points"],
+        "alpha_req_fit": list(fit),
+        "uniformity_subsample": geo["uniformity_subsample"],
+    }
+    values = pd.DataFrame({"index": np.arange(len(sv)), "singular_value": sv})
+    save_parquet(outputs["values"], values)
+    save_json(outputs["stats"], stats)
+
+
+# The metrics of kdspectra.geometry beyond the paper's ER, in the order tables show them.
+EXTRA_GEOMETRY = (
+    "rankme",
+    "participation_ratio",
+    "stable_rank",
+    "alpha_req",
+    "alpha_req_r2",
+    "uniformity",
+)
+
+
+def _alpha_fit(params: Named) -> tuple[int, int]:
+    """``params.alpha_req_fit`` ([lo, hi), config ``evaluation.alpha_req_fit``) checked
+    here, so a bad range names the config key instead of failing inside the fit."""
+    from kdspectra.geometry import ALPHA_FIT
+
+    fit = params.get("alpha_req_fit", ALPHA_FIT)
+    ok = len(fit) == 2 and all(isinstance(b, int) and not isinstance(b, bool) for b in fit)
+    if not ok or not 1 <= fit[0] < fit[1]:
+        raise ArtifactError(
+            f"evaluation.alpha_req_fit: expected two integers [lo, hi) with 1 <= lo < hi, "
+            f"found {fit!r}"
+        )
+    return int(fit[0]), int(fit[1])
+
+
+def _feature_width(meta: PathLike | None) -> int:
+    """A student's last feature width from its meta.json (written by training)."""
+    if meta is None:
+        raise ArtifactError("spectrum of a student needs its meta.json (for feature_width)")
+    width = load_json(meta).get("feature_width")
+    if not isinstance(width, int) or isinstance(width, bool) or width < 1:
+        raise ArtifactError(
+            f"{meta}: expected a positive int 'feature_width' (the student head's input "
+            f"width), found {width!r}; retrain the student with this version"
+        )
+    return width
+
+
+def measure_noise(inputs: Named, outputs: Named, params: Named) -> None:
+    """Linear-probe and kNN accuracy under every noise level (``outputs.accuracy``): a probe
+    (``params.probe``) fit on ``inputs.train`` embeddings and ``train_labels``, scored on
+    ``inputs.noisy`` (one test copy per ``params.sigmas``) against ``test_labels``.
+
+    Beside the probe's ``accuracy``, one ``knn<k>_accuracy`` column per ``params.knn_k``
+    (default :data:`KNN_K`): the weighted kNN of :func:`kdspectra.probe.knn_accuracy` with
+    temperature ``params.knn_temperature``, on the same clean train embeddings. SSL papers
+    report both; the kNN has no fitted parameters, so it cannot absorb a noisy geometry.
+    """
+    from kdspectra.probe import fit_probe, noise_accuracy
+
+    inputs, params = _named(inputs), _named(params)
+    sigmas, noisy_test = params["sigmas"], inputs["noisy"]
+    train_labels, test_labels = inputs["train_labels"], inputs["test_labels"]
+    train_emb = inputs["train"]
+
+    ytr, yte = load_labels(train_labels), load_labels(test_labels)
+    xtr = load_embeddings(train_emb, rows=len(ytr))
+    noisy = load_npy(noisy_test, dtype=np.float32, ndim=3, finite=True)
+    if (
+        noisy.shape[0] != len(sigmas)
+        or noisy.shape[1] != len(yte)
+        or noisy.shape[2] != xtr.shape[1]
+    ):
+        raise ArtifactError(
+            f"{noisy_test}: expected shape ({len(sigmas)}, {len(yte)}, {xtr.shape[1]}) "
+            f"(sigmas, test rows, dim), found {noisy.shape}"
+        )
+    fitted = fit_probe(xtr, ytr, **params["probe"])
+    frame = noise_accuracy(fitted, noisy, yte, list(sigmas))
+    frame["probe_C"] = fitted.C
+    for k, column in knn_columns(params.get("knn_k", KNN_K)).items():
+        frame[column] = _knn_curve(xtr, ytr, noisy, yte, k, params)
+    save_parquet(_named(outputs)["accuracy"], frame)
+
+
+KNN_K = (20, 200)  # kNN neighbour counts when params name none (config evaluation.knn_k)
+KNN_TEMPERATURE = 0.07  # DINO's T (config evaluation.knn_temperature)
+
+
+def knn_columns(ks: Sequence[int]) -> dict[int, str]:
+    """k → the noise Parquet's column of that kNN's accuracy (``knn20_accuracy``)."""
+    return {int(k): f"knn{int(k)}_accuracy" for k in ks}
+
+
+def _knn_curve(
+    xtr: np.ndarray, ytr: np.ndarray, noisy: np.ndarray, yte: np.ndarray, k: int, params: Named
+) -> list[float]:
+    """kNN accuracy of every noisy test copy against the clean train embeddings."""
+    from kdspectra.probe import knn_accuracy
+
+    temperature = float(params.get("knn_temperature", KNN_TEMPERATURE))
+    return [knn_accuracy(xtr, ytr, block, yte, k=k, temperature=temperature) for block in noisy]
+
+
+# What collect carries from each spectrum JSON into the run summary.
+SPECTRUM_METRICS = (
+    "effective_rank",
+    "effective_rank_rv",
+    "effective_rank_l2",
+    "norm_cv",
+    "rank_ceiling",
+    "cos_to_teacher",
+    "linear_cka",
+    "per_class_effective_rank",
+    *EXTRA_GEOMETRY,
+    "uniformity_subsample",
+)
+
+# Which experiment a model belongs to; model_keys() adds which model it is.
+RUN_KEYS = ("experiment", "dataset", "teacher")
+
+
+def model_keys(model: str) -> dict[str, Any]:
+    """``teacher`` or a model id (:class:`kdspectra.registry.ModelId`) → summary columns."""
+    if model == TEACHER_MODEL:
+        return {"role": "teacher", "student": "", "objective": "", "seed": -1}
+    mid = ModelId.parse(model)
+    return {"role": "student", "student": mid.student, "objective": mid.objective, "seed": mid.seed}
+
+
+def collect(inputs: Named, outputs: Named, params: Named) -> None:
+    """Gather every model's metrics into the run summary and the long noise table
+    (``outputs.summary``, ``outputs.noise``).
+
+    Each of ``params.records`` names ``experiment, dataset, teacher, model`` and the paths
+    of its ``spectrum`` JSON, ``noise`` Parquet and ``meta`` JSON.
+    """
+    outputs = _named(outputs)
+    rows, noise_rows = [], []
+    for rec in _named(params)["records"]:
+        keys = {k: rec[k] for k in RUN_KEYS} | model_keys(rec["model"])
+        spec = load_json(rec["spectrum"])
+        missing = [m for m in SPECTRUM_METRICS if m not in spec]
+        if missing:
+            raise ArtifactError(
+                f"{rec['spectrum']}: missing {missing}; it was written by an older version "
+                "of the spectrum rule, delete it so that Snakemake recomputes it"
+            )
+        curve = pd.read_parquet(rec["noise"])
+        accuracies = ["accuracy", *(c for c in curve.columns if _is_knn_column(c))]
+        clean = curve.loc[curve["sigma"] == 0.0, accuracies]
+        rows.append(
+            keys
+            | {
+                "params": int(load_json(rec["meta"])["params"]),
+                **{m: _summary_value(spec[m]) for m in SPECTRUM_METRICS},
+                **{
+                    f"clean_{c}": float(clean[c].iloc[0]) if len(clean) else float("nan")
+                    for c in accuracies
+                },
+            }
+        )
+        noise_rows.append(curve[["sigma", *accuracies]].assign(**keys))
+    save_parquet(outputs["summary"], pd.DataFrame(rows))
+    noise = pd.concat(noise_rows, ignore_index=True)
+    knn = [c for c in noise.columns if _is_knn_column(c)]
+    cols = [*RUN_KEYS, "role", "student", "objective", "seed", "sigma", "accuracy", *knn]
+    save_parquet(outputs["noise"], noise[cols])
+
+
+def _is_knn_column(column: str) -> bool:
+    """A ``knn<k>_accuracy`` column of a noise Parquet (see :func:`knn_columns`)."""
+    k = column.removeprefix("knn").removesuffix("_accuracy")
+    return column.startswith("knn") and column.endswith("_accuracy") and k.isdigit()
+
+
+def _summary_value(value: Any) -> Any:
+    """A spectrum JSON value as a summary cell: None (e.g. exact uniformity, no
+    subsample) becomes NaN so that the column stays numeric."""
+    return float("nan") if value is None else value

@@ -1,0 +1,117 @@
+"""Stages of `workflow/rules/report.smk`: the resolved config, tables, data tables, Figure
+4's data, the claims, the paper comparison and the figures, all from the run summary and
+the long noise table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from kdspectra.io import save_csv, save_json, save_text
+from kdspectra.provenance import Provenance
+from kdspectra.stages._common import Named, _named
+
+
+def resolved_config(inputs: Named, outputs: Named, params: Named) -> None:
+    """Record the exact config the run used, defaults filled in (``outputs.config``)."""
+    import yaml
+
+    config = _named(params)["config"]
+    save_text(_named(outputs)["config"], yaml.safe_dump(dict(config), sort_keys=False))
+
+
+def _report_inputs(inputs: Named) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The run summary and the long noise table every report rule reads."""
+    inputs = _named(inputs)
+    return pd.read_parquet(inputs["summary"]), pd.read_parquet(inputs["noise"])
+
+
+def table(inputs: Named, outputs: Named, params: Named) -> None:
+    """Render one table as CSV (+ ``md``/``tex`` when ``outputs`` names them).
+
+    The table is named by its CSV file's stem (``table1``, ``table2``, ``ablation``,
+    ``teachers``, ``fig2``, ``fig3``). The CSV gets a ``<table>.provenance.json`` sidecar
+    (``outputs.provenance``): commit, config hash, teacher weights and the random-init
+    flag, which a CSV cannot carry. ``params.options`` are the builder's options.
+    """
+    from kdspectra import render, tables
+
+    out, params = _named(outputs), _named(params)
+    kind = Path(out["csv"]).stem
+    frame = tables.build(kind, *_report_inputs(inputs), **params["options"])
+    provenance = Provenance.from_dict(params["provenance"])
+    save_csv(out["csv"], frame)
+    save_json(out["provenance"], provenance.to_dict())
+    if "md" in out:
+        save_text(out["md"], render.to_markdown(frame, kind, provenance))
+    if "tex" in out:
+        save_text(out["tex"], render.to_latex(frame, kind, provenance))
+
+
+# The data tables behind Figures 2 and 3 (and the teachers' table): CSV only.
+data_table = table
+# The geometry table (tables/geometry.*): the same builder, its own rule and options.
+geometry_table = table
+
+
+def fig4_data(inputs: Named, outputs: Named, params: Named) -> None:
+    """Figure 4's data table (``outputs.csv`` with its ``outputs.provenance`` sidecar) from
+    every run's tracked geometry: ``inputs.metrics`` and ``inputs.meta`` are row-paired
+    lists of metrics.csv / meta.json (:func:`kdspectra.dynamics.fig4_data`)."""
+    from kdspectra.dynamics import fig4_data as build
+
+    inputs, out, params = _named(inputs), _named(outputs), _named(params)
+    experiment = str(params["options"].get("experiment", ""))
+    frame = build(list(inputs["metrics"]), list(inputs["meta"]), experiment=experiment)
+    save_csv(out["csv"], frame)
+    save_json(out["provenance"], Provenance.from_dict(params["provenance"]).to_dict())
+
+
+def claims(inputs: Named, outputs: Named, params: Named) -> None:
+    """Judge the paper's claims on the run: ``outputs`` holds ``csv``, ``md`` and
+    ``provenance``; ``params.options`` are :func:`kdspectra.claims.claims_frame` keyword
+    arguments plus ``omitted`` (report artifacts left out, listed in the .md)."""
+    from kdspectra import claims as judge
+
+    out, params = _named(outputs), _named(params)
+    opts = dict(params["options"])
+    omitted = opts.pop("omitted", [])
+    provenance = Provenance.from_dict(params["provenance"])
+    corrupted = _named(inputs).get("corruptions") or None  # [] when the stage is off
+    frame = judge.claims_frame(
+        *_report_inputs(inputs),
+        random_init=provenance.random_init,
+        corruptions=pd.read_parquet(corrupted) if corrupted else pd.DataFrame(),
+        **opts,
+    )
+    save_csv(out["csv"], frame)
+    save_json(out["provenance"], provenance.to_dict())
+    save_text(out["md"], judge.to_markdown(frame, provenance, omitted))
+
+
+def paper_comparison(inputs: Named, outputs: Named, params: Named) -> None:
+    """Every number of the paper beside ours (``outputs.md``)."""
+    from kdspectra import paper
+
+    params = _named(params)
+    text = paper.paper_comparison(
+        *_report_inputs(inputs), Provenance.from_dict(params["provenance"]), **params["options"]
+    )
+    save_text(_named(outputs)["md"], text)
+
+
+def figure(inputs: Named, outputs: Named, params: Named) -> None:
+    """Render Figure 1, 2 or 3 (named by the PNG's stem) as PNG and PDF; ``inputs`` are
+    the spectra (Figure 1) or the data table (Figures 2 and 3)."""
+    from kdspectra import figures
+
+    out, params = _named(outputs), _named(params)
+    figures.build(
+        Path(out["png"]).stem,
+        _named(inputs),
+        Provenance.from_dict(params["provenance"]),
+        png=out["png"],
+        pdf=out["pdf"],
+        **params["options"],
+    )

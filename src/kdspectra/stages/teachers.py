@@ -1,0 +1,122 @@
+"""Stages of `workflow/rules/teachers.smk`: the teacher's embeddings (clean, noisy test
+copies, cached train views) and its sanity metrics."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from kdspectra.embeddings import save_embeddings
+from kdspectra.io import save_json, save_npy
+from kdspectra.noise import embed_noisy
+from kdspectra.stages._common import Named, _named, load_split, log
+
+
+def extract_teacher(inputs: Named, outputs: Named, params: Named) -> None:
+    """Teacher embeddings of train and test, a JSON of how they were made, sanity metrics.
+
+    ``outputs`` holds ``train``, ``test`` (.npy), ``train_parquet``, ``test_parquet``,
+    ``meta`` and ``sanity`` (.json); ``params`` the teacher ``spec``, ``device``,
+    ``data_dir`` and ``probe`` (:func:`kdspectra.probe.fit_probe` keyword arguments, see
+    :func:`kdspectra.config.probe_options`).
+    """
+    from kdspectra.device import device_record, resolve_device
+    from kdspectra.probe import fit_probe
+    from kdspectra.spectrum import effective_rank
+    from kdspectra.teachers import build_teacher
+
+    params, out = _named(params), _named(outputs)
+    spec, data_dir, probe = params["spec"], params["data_dir"], params.get("probe")
+    device = resolve_device(params["device"])
+    teacher = build_teacher(spec, device=device)
+    results, rates = {}, {}
+    for split in ("train", "test"):
+        images, labels = load_split(data_dir, split)
+        t0 = time.perf_counter()
+        emb = teacher.embed(images, batch_size=int(spec.get("batch_size", 256)))
+        rates[split] = len(images) / max(time.perf_counter() - t0, 1e-9)
+        log.info("%s: %d images at %.0f img/s", split, len(images), rates[split])
+        save_embeddings(out[split], out[f"{split}_parquet"], emb, labels, split)
+        results[split] = (emb, labels)
+    meta = {**teacher.describe(), **device_record(device), "images_per_s": rates}
+    save_json(out["meta"], meta)
+    fitted = fit_probe(*results["train"], **(probe or {}))
+    sanity = {
+        "effective_rank_test": effective_rank(results["test"][0]),
+        "linear_probe_accuracy": fitted.accuracy(*results["test"]),
+        "probe_C": fitted.C,
+        "weights_source": teacher.weights_source,
+    }
+    log.info("teacher sanity: %s", sanity)
+    save_json(out["sanity"], sanity)
+
+
+def extract_teacher_noisy(inputs: Named, outputs: Named, params: Named) -> None:
+    """Teacher embeddings of the test split at every noise level (``outputs.noisy``, S×N×D)
+    for ``params.sigmas`` drawn from ``params.seed``."""
+    from kdspectra.device import resolve_device
+    from kdspectra.teachers import build_teacher
+
+    params = _named(params)
+    spec = params["spec"]
+    teacher = build_teacher(spec, device=resolve_device(params["device"]))
+    images, _ = load_split(params["data_dir"], "test")
+    bs = int(spec.get("batch_size", 256))
+    noisy = embed_noisy(
+        lambda x: teacher.embed(x, batch_size=bs), images, params["sigmas"], params["seed"]
+    )
+    save_npy(_named(outputs)["noisy"], noisy)
+
+
+def extract_teacher_views(inputs: Named, outputs: Named, params: Named) -> None:
+    """Teacher embeddings of K seeded views of every train image.
+
+    ``outputs.views`` gets a K×N×D float32 array, view k of image i made by
+    :func:`kdspectra.data.cached_view_params` from ``params.views`` (the training keys
+    ``teacher_views_k``, ``teacher_views_seed`` and ``augment``); training replays exactly
+    these views (``teacher_view: same``). ``outputs.meta`` records how. Costs K
+    extractions of the train split.
+    """
+    import torch
+
+    from kdspectra.data import apply_view, cached_view_params
+    from kdspectra.device import resolve_device
+    from kdspectra.teachers import build_teacher
+
+    params, out = _named(params), _named(outputs)
+    spec, training = params["spec"], params["views"]
+    device = resolve_device(params["device"])
+    teacher = build_teacher(spec, device=device)
+    images, _ = load_split(params["data_dir"], "train")
+    aug, k = training["augment"], int(training["teacher_views_k"])
+    table = cached_view_params(
+        len(images), k, int(training["teacher_views_seed"]),
+        crop_padding=int(aug["crop_padding"]), jitter=float(aug["jitter"]),
+        grayscale_p=float(aug["grayscale_p"]),
+    )  # fmt: skip
+    pixels = torch.from_numpy(images).permute(0, 3, 1, 2)
+    bs, chunk = int(spec.get("batch_size", 256)), 4096
+    out_arr = np.empty((k, len(images), teacher.dim), dtype=np.float32)
+    t0 = time.perf_counter()
+    for view in range(k):
+        for lo in range(0, len(images), chunk):
+            idx = torch.arange(lo, min(lo + chunk, len(images)))
+            x = apply_view(
+                pixels[idx].to(device),
+                table.take(torch.full_like(idx, view), idx).to(device),
+                crop_padding=int(aug["crop_padding"]),
+            )
+            nhwc = x.permute(0, 2, 3, 1).cpu().numpy()
+            out_arr[view, lo : lo + len(idx)] = teacher.embed(nhwc, batch_size=bs)
+        log.info("view %d/%d done after %.1fs", view + 1, k, time.perf_counter() - t0)
+    save_npy(out["views"], out_arr)
+    meta = {
+        **teacher.describe(),
+        "device": str(device),
+        "teacher_views_k": k,
+        "teacher_views_seed": int(training["teacher_views_seed"]),
+        "augment": dict(aug),
+        "seconds": time.perf_counter() - t0,
+    }
+    save_json(out["meta"], meta)
