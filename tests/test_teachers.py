@@ -354,6 +354,15 @@ def test_parse_spec_builds_the_typed_entry(tmp_path: Path) -> None:
     assert parse_spec({**TINY_SPEC, "pretrained": "hf-hub:timm/x"}).weights_file is None
 
 
+def test_every_registered_library_has_one_loader() -> None:
+    # build_teacher dispatches on the schema-validated library name; a name the registry
+    # (and so the schema) accepts without a loader would fail only at build time.
+    from kdspectra import registry
+    from kdspectra.teacher_libraries import LOADERS
+
+    assert sorted(LOADERS) == sorted(registry.TEACHER_LIBRARIES)
+
+
 @pytest.mark.parametrize("spec", [CLIP_SPEC, TINY_SPEC], ids=["open_clip", "timm"])
 def test_missing_local_weights_file_is_named(spec: dict[str, Any], tmp_path: Path) -> None:
     missing = tmp_path / "weights" / "model.safetensors"
