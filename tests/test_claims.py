@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kdspectra import claims
-from kdspectra.claims import Estimate
+from kdspectra import claims, claims_markdown
+from kdspectra import verdicts as decision
+from kdspectra.verdicts import Estimate
 from test_tables import RANDOM, make_noise, make_summary
 
 OPTS = {"tables_experiment": "clip_x", "figures_experiment": "dino_x"}
@@ -27,10 +28,10 @@ def verdicts(frame: pd.DataFrame, claim: str) -> dict[str, str]:
 
 
 def test_t_interval_closed_form() -> None:
-    est = claims.t_interval([1.0, 2.0, 3.0])  # mean 2, sd 1, t(0.975, 2) = 4.302653
+    est = decision.t_interval([1.0, 2.0, 3.0])  # mean 2, sd 1, t(0.975, 2) = 4.302653
     assert est.mean == 2.0 and est.n == 3
     assert (est.low, est.high) == pytest.approx((2 - 4.302653 / 3**0.5, 2 + 4.302653 / 3**0.5))
-    one = claims.t_interval([5.0])
+    one = decision.t_interval([5.0])
     assert one.mean == 5.0 and one.n == 1 and math.isnan(one.low)
 
 
@@ -41,20 +42,20 @@ def test_t_interval_closed_form() -> None:
 )  # fmt: skip
 def test_one_sided_verdicts(low: float, high: float, n: int, above: str, below: str) -> None:
     est = Estimate((low + high) / 2, low if n > 1 else math.nan, high if n > 1 else math.nan, n)
-    assert claims.verdict_above(est, 0.0) == above
-    assert claims.verdict_below(est, 0.0) == below
+    assert decision.verdict_above(est, 0.0) == above
+    assert decision.verdict_below(est, 0.0) == below
 
 
 def test_inside_verdicts() -> None:
-    assert claims.verdict_inside(Estimate(2.2, 2.0, 2.4, 3), 1.92, 3.0) == "holds"
-    assert claims.verdict_inside(Estimate(1.5, 1.4, 1.6, 3), 1.92, 3.0) == "fails"
-    assert claims.verdict_inside(Estimate(1.9, 1.8, 2.0, 3), 1.92, 3.0) == "inconclusive"
+    assert decision.verdict_inside(Estimate(2.2, 2.0, 2.4, 3), 1.92, 3.0) == "holds"
+    assert decision.verdict_inside(Estimate(1.5, 1.4, 1.6, 3), 1.92, 3.0) == "fails"
+    assert decision.verdict_inside(Estimate(1.9, 1.8, 2.0, 3), 1.92, 3.0) == "inconclusive"
 
 
 def test_columns_and_every_er_claim_judged_on_both_variants() -> None:
     f = judged(make_summary((0, 1, 2)))
     assert list(f.columns[:8]) == list(claims.COLUMNS)
-    assert set(f["verdict"]) <= set(claims.VERDICTS)
+    assert set(f["verdict"]) <= set(decision.VERDICTS)
     for claim in set(f["claim"]) - {"0.5M beats 8M at the highest σ"}:
         quantities = f.loc[f["claim"] == claim, "quantity"]
         raw = quantities.str.endswith("raw ER").sum()
@@ -136,7 +137,7 @@ def test_random_init_is_said_on_every_row() -> None:
 
 def test_markdown_has_rule_banner_left_out_and_footer() -> None:
     f = judged(make_summary((0, 1)), make_noise((0, 1)), random_init=True)
-    md = claims.to_markdown(f, RANDOM, ["fig2: experiment has one objective"])
+    md = claims_markdown.to_markdown(f, RANDOM, ["fig2: experiment has one objective"])
     assert RANDOM.notice() in md and RANDOM.footer() in md
     assert "Decision rule" in md and "ci_high < 0.5" in md and "[1.92, 3.00]" in md
     assert "±0.10" in md

@@ -9,8 +9,10 @@ judged twice, on the paper's raw ER and on the ER of L2-normalised rows, in sepa
 labelled in ``quantity``; when the summary carries RankMe, a third time on RankMe, in
 extra rows whose claim ends in "(RankMe)" (the paper used entropy ER).
 
-The decision rule is :data:`DECISION_RULE` (written into claims.md verbatim); its numbers
-are the module constants below it.
+One function per claim of the paper, each returning its rows; :func:`claims_frame`
+collects them. The statistics and the decision rule (t-interval, verdict thresholds, the
+rule's text) are in :mod:`kdspectra.verdicts`; claims.md is rendered by
+:mod:`kdspectra.claims_markdown`.
 """
 
 from __future__ import annotations
@@ -24,12 +26,23 @@ import numpy as np
 import pandas as pd
 
 from kdspectra.paper import PAPER, student_keys
-from kdspectra.provenance import Provenance
 from kdspectra.render import student_label, teacher_label
 from kdspectra.tables import ABLATION_STUDENTS, CNN_STUDENTS
+from kdspectra.verdicts import (
+    FAR_BELOW_RATIO,
+    FLAT_TOLERANCE,
+    GAIN_FACTOR,
+    GAIN_TARGET,
+    Estimate,
+    paired,
+    t_interval,
+    verdict_above,
+    verdict_all,
+    verdict_below,
+    verdict_inside,
+)
 
 COLUMNS = ("claim", "quantity", "paper", "ours", "ci_low", "ci_high", "n_seeds", "verdict")
-VERDICTS = ("holds", "fails", "inconclusive", "not tested")
 ER_VARIANTS = {"effective_rank": "raw ER", "effective_rank_l2": "L2-row ER"}
 # The same ER claims judged on RankMe (Garrido et al. 2023), when the summary carries it:
 # does a verdict depend on the rank measure? Extra rows, claim suffixed RANKME_SUFFIX.
@@ -37,95 +50,6 @@ RANKME = "rankme"
 RANKME_SUFFIX = " (RankMe)"
 RANKME_NOTE = "RankMe (Garrido et al. 2023), not the paper's measure: the paper used entropy ER"
 VARIANT_LABELS = ER_VARIANTS | {RANKME: "RankMe"}
-
-CONFIDENCE = 0.95
-FAR_BELOW_RATIO = 0.5  # "far below": student/teacher ER ratio CI entirely below this
-FLAT_TOLERANCE = 0.10  # "flat": every pairwise S/M/L gap within ±10 % of their mean ER
-GAIN_TARGET = 2.4  # "gain ≈ 2.4": ratio CI inside [2.4 / 1.25, 2.4 · 1.25]
-GAIN_FACTOR = 1.25
-
-DECISION_RULE = f"""\
-**Decision rule.** Differences and ratios are paired across seeds (same seed in both
-arms); [ci_low, ci_high] is the {100 * CONFIDENCE:.0f} % Student-t interval of the mean of
-the per-seed values. A claim *holds* when the whole interval lies on the claimed side,
-*fails* when the whole interval lies on the other side, and is *inconclusive* otherwise,
-and always with one seed (no interval). *not tested*: the run lacks the claim's inputs.
-
-- "far below the teacher": per-seed student ER / teacher ER;
-  holds if ci_high < {FAR_BELOW_RATIO}, fails if ci_low ≥ {FAR_BELOW_RATIO}.
-- "flat over S/M/L": each pairwise paired gap between the CNN students, divided by the
-  mean of their mean ERs; holds if every interval lies inside ±{FLAT_TOLERANCE:.2f},
-  fails if one lies wholly outside it. Reported: (max − min) / mean of the means, with
-  the interval of the widest pair.
-- "ablation students ≤ CNN": paired gap ER(student) − ER(CNN); holds if ci_high ≤ 0.
-- "InfoNCE raises ER": paired gap ER(cosine + InfoNCE) − ER(cosine); holds if ci_low > 0.
-- "gain ≈ {GAIN_TARGET}": per seed, mean InfoNCE ER over the CNN students / their mean
-  cosine ER; holds if the interval lies inside
-  [{GAIN_TARGET / GAIN_FACTOR:.2f}, {GAIN_TARGET * GAIN_FACTOR:.2f}] (a factor {GAIN_FACTOR}
-  either way), fails if it lies wholly outside.
-- "DINOv2 > CLIP": paired gap of the mean cosine ER over the CNN students between the two
-  experiments (they also differ in dataset, as in the paper); holds if ci_low > 0.
-- "0.5M beats 8M at the highest σ": paired gap in linear-probe accuracy (percentage
-  points) of the InfoNCE students at the highest σ of the run; holds if ci_low > 0.
-
-Rows whose claim ends in "(RankMe)" apply the same rules to RankMe (Garrido et al. 2023,
-the entropy of the *uncentred* singular values, the number SSL papers report) in place of
-ER. The paper used entropy ER; these rows say whether a verdict depends on that choice.
-
-The *paper* column is the paper's value of the quantity where it reports one (it
-reports raw ER only, so L2-row and RankMe rows have none)."""
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """Mean of per-seed values with its t-interval (NaN bounds for fewer than 2 seeds)."""
-
-    mean: float
-    low: float
-    high: float
-    n: int
-
-
-def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Estimate:
-    """Student-t interval of the mean of ``values`` (one value per seed)."""
-    from scipy import stats
-
-    v = np.asarray(values, dtype=np.float64)
-    if v.size == 0:
-        return Estimate(math.nan, math.nan, math.nan, 0)
-    mean = float(v.mean())
-    if v.size < 2:
-        return Estimate(mean, math.nan, math.nan, 1)
-    half = float(stats.t.ppf(0.5 + confidence / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
-    return Estimate(mean, mean - half, mean + half, int(v.size))
-
-
-def verdict_inside(est: Estimate, lo: float, hi: float) -> str:
-    """holds if the interval lies in [lo, hi], fails if wholly outside it."""
-    if est.n < 2 or math.isnan(est.low):
-        return "inconclusive"
-    if lo <= est.low and est.high <= hi:
-        return "holds"
-    if est.high < lo or est.low > hi:
-        return "fails"
-    return "inconclusive"
-
-
-def verdict_above(est: Estimate, threshold: float, strict: bool = True) -> str:
-    """holds if the whole interval is above ``threshold`` (or at it, when not strict)."""
-    if est.n < 2 or math.isnan(est.low):
-        return "inconclusive"
-    if est.low > threshold or (not strict and est.low >= threshold):
-        return "holds"
-    if est.high < threshold or (strict and est.high <= threshold):
-        return "fails"
-    return "inconclusive"
-
-
-def verdict_below(est: Estimate, threshold: float, strict: bool = True) -> str:
-    """holds if the whole interval is below ``threshold`` (or at it, when not strict)."""
-    flipped = Estimate(-est.mean, -est.high, -est.low, est.n)
-    return verdict_above(flipped, -threshold, strict)
 
 
 # --------------------------------------------------------------------------- selection
@@ -147,11 +71,6 @@ def per_seed(
 def teacher_value(summary: pd.DataFrame, experiment: str, metric: str) -> float:
     rows = summary[(summary["experiment"] == experiment) & (summary["role"] == "teacher")]
     return float(rows[metric].mean()) if len(rows) else math.nan
-
-
-def paired(a: pd.Series, b: pd.Series) -> pd.DataFrame:
-    """The seeds both arms ran, as columns ``a`` and ``b``."""
-    return pd.concat({"a": a, "b": b}, axis=1, join="inner")
 
 
 # --------------------------------------------------------------------------- rows
@@ -251,14 +170,7 @@ def flat_over_capacity(run: Run, metric: str) -> list[dict[str, object]]:
         for a, b in combinations(students, 2)
     ]
     widest = max(gaps, key=lambda g: abs(g.mean))
-    verdicts = [verdict_inside(g, -FLAT_TOLERANCE, FLAT_TOLERANCE) for g in gaps]
-    verdict = (
-        "fails"
-        if "fails" in verdicts
-        else "holds"
-        if set(verdicts) == {"holds"}
-        else "inconclusive"
-    )
+    verdict = verdict_all([verdict_inside(g, -FLAT_TOLERANCE, FLAT_TOLERANCE) for g in gaps])
     est = Estimate(float((means.max() - means.min()) / scale), widest.low, widest.high, widest.n)
     paper_vals = [_paper_er(PAPER_T1[s]) for s in students]
     paper = (max(paper_vals) - min(paper_vals)) / float(np.mean(paper_vals))
@@ -374,11 +286,8 @@ def dino_above_clip(run: Run, metric: str) -> list[dict[str, object]]:
     q = f"mean cosine ER over S/M/L, DINOv2 − CLIP, {VARIANT_LABELS[metric]}"
     clip, dino = run.tables_experiment, run.figures_experiment
     if clip == dino:
-        return [
-            not_tested(
-                claim, q, f"one experiment ({clip!r}) plays both the CLIP and the DINOv2 run"
-            )
-        ]
+        why = f"one experiment ({clip!r}) plays both the CLIP and the DINOv2 run"
+        return [not_tested(claim, q, why)]
     students = [s for s in run.cnns(clip, "cosine") if s in run.cnns(dino, "cosine")]
     if not students:
         return [not_tested(claim, q, f"no CNN cosine student in both {clip!r} and {dino!r}")]
@@ -401,11 +310,8 @@ def small_beats_large_under_noise(run: Run) -> list[dict[str, object]]:
         & (run.noise["objective"] == obj)
     ]
     if rows.empty:
-        return [
-            not_tested(
-                claim, "accuracy (pp), Student-S − Student-L", f"no {obj} noise rows in {exp!r}"
-            )
-        ]
+        q = "accuracy (pp), Student-S − Student-L"
+        return [not_tested(claim, q, f"no {obj} noise rows in {exp!r}")]
     sigma = float(rows["sigma"].max())
     q = f"accuracy at σ = {sigma:g} (pp), Student-S − Student-L, {obj}"
     at = rows[rows["sigma"] == sigma]
@@ -503,37 +409,3 @@ def _as_rankme(row: dict[str, object]) -> dict[str, object]:
     """Label an ER claim's row judged on RankMe, in the claim and the note."""
     note = "; ".join(x for x in (RANKME_NOTE, str(row["note"])) if x)
     return row | {"claim": f"{row['claim']}{RANKME_SUFFIX}", "note": note}
-
-
-def _fmt(value: float, digits: int = 3) -> str:
-    return (
-        "–"
-        if value is None or (isinstance(value, float) and math.isnan(value))
-        else f"{value:.{digits}g}"
-    )
-
-
-def to_markdown(
-    frame: pd.DataFrame,
-    provenance: Provenance | None = None,
-    omitted: Sequence[str] = (),
-) -> str:
-    """claims.md: the random-init banner, the table, the decision rule, what was left out
-    of the run and why, and the provenance footer."""
-    lines = ["# The paper's claims, judged on this run", ""]
-    if provenance is not None and provenance.notice():
-        lines += [
-            f"> **⚠ {provenance.notice()}.** Every verdict below is about this "
-            "pipeline on random-init teachers, not about the paper.",
-            "",
-        ]
-    disp = frame.copy()
-    for col in ("paper", "ours", "ci_low", "ci_high"):
-        disp[col] = [_fmt(v) for v in frame[col]]
-    disp["verdict"] = [f"**{v}**" for v in frame["verdict"]]
-    lines += [disp.to_markdown(index=False, disable_numparse=True), "", DECISION_RULE, ""]
-    if omitted:
-        lines += ["## Left out of this run", "", *[f"- {o}" for o in omitted], ""]
-    if provenance is not None:
-        lines += [f"*Provenance:* {provenance.footer()}", ""]
-    return "\n".join(lines)

@@ -73,6 +73,7 @@ def claims(inputs: Named, outputs: Named, params: Named) -> None:
     ``provenance``; ``params.options`` are :func:`kdspectra.claims.claims_frame` keyword
     arguments plus ``omitted`` (report artifacts left out, listed in the .md)."""
     from kdspectra import claims as judge
+    from kdspectra import claims_markdown
 
     out, params = _named(outputs), _named(params)
     opts = dict(params["options"])
@@ -87,7 +88,7 @@ def claims(inputs: Named, outputs: Named, params: Named) -> None:
     )
     save_csv(out["csv"], frame)
     save_json(out["provenance"], provenance.to_dict())
-    save_text(out["md"], judge.to_markdown(frame, provenance, omitted))
+    save_text(out["md"], claims_markdown.to_markdown(frame, provenance, omitted))
 
 
 def paper_comparison(inputs: Named, outputs: Named, params: Named) -> None:
