@@ -309,7 +309,7 @@ def test_unreadable_checkpoint_is_an_artifact_error(
 def test_non_finite_loss_names_epoch_step_and_parts(
     data: tuple[np.ndarray, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import kdspectra.train as train_module
+    import kdspectra.train_run as train_module
 
     built: list[torch.nn.Module] = []
 
@@ -341,7 +341,7 @@ def test_non_finite_parameters_never_reach_a_checkpoint(
     data: tuple[np.ndarray, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A NaN that the loss does not show (a parameter off the forward path) is still caught."""
-    import kdspectra.train as train_module
+    import kdspectra.train_run as train_module
 
     built: list[torch.nn.Module] = []
 

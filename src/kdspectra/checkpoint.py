@@ -32,7 +32,7 @@ from kdspectra.errors import ArtifactError
 from kdspectra.io import atomic_path
 
 if TYPE_CHECKING:
-    from kdspectra.train import TrainRun
+    from kdspectra.train_run import TrainRun
 
 log = logging.getLogger("kdspectra.checkpoint")
 

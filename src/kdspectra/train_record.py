@@ -25,7 +25,7 @@ from kdspectra.students import count_parameters, feature_width
 from kdspectra.tracking import TRACK_COLUMNS, TRACK_SEED, tracked_epochs
 
 if TYPE_CHECKING:
-    from kdspectra.train import TrainRun
+    from kdspectra.train_run import TrainRun
 
 log = logging.getLogger("kdspectra.train")
 
