@@ -7,7 +7,7 @@ CORES  ?= $(shell nproc 2>/dev/null || echo 2)
 STAMP  := $(VENV)/.kdspectra-installed
 DEMO   := results/demo
 
-.PHONY: help install demo test unit workflow lint format faults cluster-test test-gpu bench clean
+.PHONY: help install demo test unit workflow lint format faults cluster-test test-gpu bench diagrams clean
 
 help:
 	@echo "make demo   - offline end-to-end run (random-init teachers, digits) -> $(DEMO)/"
@@ -17,6 +17,7 @@ help:
 	@echo "make test-gpu - CUDA-only tests (needs a GPU; skipped without one)"
 	@echo "make faults - fault-injection suite, one summary line per scenario (README: Reliability)"
 	@echo "make bench  - benchmarks vs naive baselines + the demo timed per stage -> results/bench/"
+	@echo "make diagrams - regenerate docs/rulegraph.svg and docs/modules.svg (needs graphviz)"
 	@echo "make clean  - remove results/ and .snakemake/ (keeps .venv)"
 
 $(STAMP): pyproject.toml
@@ -71,6 +72,11 @@ unit: $(STAMP)
 
 workflow: $(STAMP)
 	$(BIN)/python -m pytest -m workflow
+
+# docs/rulegraph.{dot,svg} and docs/modules.{dot,svg}, generated from the rules and the
+# imports (rendering needs Graphviz's `dot`; tests/test_docs.py checks they are current).
+diagrams: $(STAMP)
+	$(BIN)/python tools/diagrams.py
 
 clean:
 	rm -rf results .snakemake

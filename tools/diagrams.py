@@ -1,0 +1,202 @@
+"""``make diagrams``: the two pictures of ``docs/architecture.md``, made from the code.
+
+* ``docs/rulegraph.{dot,svg}``: Snakemake's rule graph of the paper's run with every
+  optional stage switched on (``config.yaml`` + ``config/corruptions.yaml`` +
+  ``teacher_view: same``), so every rule of ``workflow/rules/`` appears once.
+* ``docs/modules.{dot,svg}``: which ``kdspectra`` module imports which, read from the
+  source with :mod:`ast` (no import, so torch is not loaded), grouped by layer.
+
+Hand-drawn diagrams drift from the code; these are regenerated, and
+``tests/test_docs.py`` fails when a rule or module is missing from them. Rendering needs
+Graphviz's ``dot`` (Debian/Ubuntu: ``apt install graphviz``); without it the ``.dot``
+files are still written.
+
+    python tools/diagrams.py [--skip-rulegraph]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "src" / "kdspectra"
+DOCS = ROOT / "docs"
+
+# Layers of the library, bottom to top; a module not listed lands in "other" (and the
+# docs test asks for it to be placed).
+LAYERS: dict[str, tuple[str, ...]] = {
+    "names and config": ("registry", "architectures", "config", "errors", "train_config"),
+    "plumbing": (
+        "io",
+        "logs",
+        "device",
+        "precision",
+        "provenance",
+        "download",
+        "archives",
+        "resources",
+        "failures",
+        "stagetimes",
+    ),
+    "data and models": (
+        "datasets",
+        "data",
+        "noise",
+        "embeddings",
+        "embedding_files",
+        "teachers",
+        "teacher_libraries",
+        "students",
+        "inference",
+    ),
+    "training": ("losses", "train", "train_run", "checkpoint", "train_record", "tracking"),
+    "measurement": (
+        "spectrum",
+        "geometry",
+        "probe",
+        "corruptions",
+        "corruption_fixture",
+    ),
+    "report": (
+        "tables",
+        "render",
+        "paper",
+        "claims",
+        "claims_markdown",
+        "verdicts",
+        "deviations",
+        "report_plan",
+        "report_options",
+        "dynamics",
+        "figures",
+        "geometry_plot",
+        "corruption_tables",
+        "corruption_figure",
+    ),
+    "entry points": ("stages", "cli"),
+}
+
+
+# Imported by nearly every module: drawn as nodes, their edges left out.
+UBIQUITOUS = frozenset({"errors", "io"})
+# They call into every layer (the rule table of docs/architecture.md says what each stage
+# uses): drawn as nodes, their edges left out, or they would hide the library's shape.
+ENTRY_POINTS = frozenset(LAYERS["entry points"])
+
+
+def module_names() -> list[str]:
+    """Every module of the package (a subpackage counts as one module, by its name)."""
+    names = [p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"]
+    names += [p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()]
+    return sorted(names)
+
+
+def _sources(name: str) -> list[Path]:
+    path = PACKAGE / name
+    return sorted(path.rglob("*.py")) if path.is_dir() else [PACKAGE / f"{name}.py"]
+
+
+def imports_of(name: str, known: set[str]) -> set[str]:
+    """The package modules that module ``name`` imports (``kdspectra.x`` or ``from kdspectra
+    import x``), other than itself."""
+    found: set[str] = set()
+    for source in _sources(name):
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                parts = node.module.split(".")
+                if parts[0] == "kdspectra" and len(parts) > 1:
+                    found.add(parts[1])
+                elif node.module == "kdspectra":
+                    found.update(a.name for a in node.names)
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    parts = alias.name.split(".")
+                    if parts[0] == "kdspectra" and len(parts) > 1:
+                        found.add(parts[1])
+    return (found & known) - {name}
+
+
+def layer_of(name: str) -> str:
+    return next((layer for layer, mods in LAYERS.items() if name in mods), "other")
+
+
+def module_dot() -> str:
+    """The import graph as Graphviz source, one cluster per layer. Edges into ``errors``
+    and ``io`` (imported by nearly everything) and out of the entry points (which import
+    nearly everything) are left out: the picture would be all edges."""
+    names = module_names()
+    known = set(names)
+    lines = [
+        "digraph modules {",
+        "  rankdir=LR; newrank=true; ranksep=0.9;",
+        '  node [shape=box, style=rounded, fontname="Helvetica", fontsize=10];',
+        '  edge [color="#888888", arrowsize=0.5];',
+    ]
+    for i, layer in enumerate([*LAYERS, "other"]):
+        members = [n for n in names if layer_of(n) == layer]
+        if not members:
+            continue
+        lines.append(f'  subgraph cluster_{i} {{ label="{layer}"; style=rounded; color="#bbbbbb";')
+        lines += [f'    "{n}";' for n in members]
+        lines.append("  }")
+    for name in [n for n in names if n not in ENTRY_POINTS]:
+        for target in sorted(imports_of(name, known) - UBIQUITOUS):
+            lines.append(f'  "{name}" -> "{target}";')
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def rulegraph_dot() -> str:
+    """Snakemake's ``--rulegraph`` of the paper run with every optional stage on."""
+    overlay = DOCS / ".rulegraph-overlay.yaml"
+    overlay.write_text("training: {teacher_view: same}\n", encoding="utf-8")
+    try:
+        out = subprocess.run(
+            [
+                str(Path(sys.executable).with_name("snakemake")),
+                "--rulegraph",
+                "--configfile",
+                "config.yaml",
+                "config/corruptions.yaml",
+                str(overlay),
+            ],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    finally:
+        overlay.unlink()
+    return out[out.index("digraph") :]
+
+
+def write(name: str, dot: str) -> None:
+    """``docs/<name>.dot``, and ``docs/<name>.svg`` when Graphviz is installed."""
+    (DOCS / f"{name}.dot").write_text(dot, encoding="utf-8")
+    if shutil.which("dot") is None:
+        print(f"docs/{name}.dot written; install Graphviz to render docs/{name}.svg")
+        return
+    svg = subprocess.run(
+        ["dot", "-Tsvg"], input=dot, check=True, capture_output=True, text=True
+    ).stdout
+    (DOCS / f"{name}.svg").write_text(svg, encoding="utf-8")
+    print(f"docs/{name}.dot, docs/{name}.svg written")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-rulegraph", action="store_true", help="modules only")
+    args = parser.parse_args(argv)
+    write("modules", module_dot())
+    if not args.skip_rulegraph:
+        write("rulegraph", rulegraph_dot())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
