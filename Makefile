@@ -10,9 +10,13 @@ DEMO   := results/demo
 .PHONY: help install demo test unit workflow lint format faults cluster-test test-gpu bench diagrams clean
 
 help:
+	@echo "make install - create .venv and install the project with its dev tools"
 	@echo "make demo   - offline end-to-end run (random-init teachers, digits) -> $(DEMO)/"
-	@echo "make test   - lint + unit tests + the workflow test on a tiny config"
+	@echo "make test   - lint + the whole pytest suite (unit, faults, docs, workflow tests)"
+	@echo "make unit   - pytest -m 'not workflow and not cluster' (skips the Snakemake runs)"
+	@echo "make workflow - the tests that run the Snakefile on a tiny config"
 	@echo "make lint   - ruff, pins (env file = pyproject.toml), snakefmt --check, snakemake --lint"
+	@echo "make format - ruff --fix, ruff format and snakefmt in place"
 	@echo "make cluster-test - SLURM tests (needs a cluster: sudo .ci/slurm/start.sh)"
 	@echo "make test-gpu - CUDA-only tests (needs a GPU; skipped without one)"
 	@echo "make faults - fault-injection suite, one summary line per scenario (README: Reliability)"
@@ -32,8 +36,8 @@ demo: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml --rerun-incomplete
 	@echo
 	@echo "Demo finished (random-init teachers: numbers are structural only)."
-	@echo "  tables:  $(DEMO)/tables/   (table1, table2, ablation: .csv .md .tex; teachers.csv; paper_comparison.md; claims.md)"
-	@echo "  figures: $(DEMO)/figures/  (fig1_spectrum, fig2_effective_rank, fig3_noise_robustness: .png .pdf)"
+	@echo "  tables:  $(DEMO)/tables/   (table1, table2: .csv .md .tex; geometry.csv/.md; teachers, fig2, fig3, fig4 .csv; paper_comparison.md; claims.md)"
+	@echo "  figures: $(DEMO)/figures/  (fig1_spectrum, fig2_effective_rank, fig3_noise_robustness, fig4_dynamics: .png .pdf)"
 	@echo "  report:  $(BIN)/snakemake --configfile config/demo.yaml --report $(DEMO)/report.html"
 
 lint: $(STAMP)
