@@ -21,28 +21,12 @@ from matplotlib.figure import Figure
 
 from kdspectra.corruptions import FAMILIES, SEVERITY_SIGMA
 from kdspectra.errors import ArtifactError
-from kdspectra.figures import OBJECTIVE_LABELS, save
+from kdspectra.figures import OBJECTIVE_LABELS, save, stamp
 from kdspectra.io import PathLike
 from kdspectra.provenance import Provenance
 from kdspectra.render import student_label, teacher_label
 
 LINESTYLES = ("-", "--", ":", "-.")
-
-
-def _header(fig: Figure, title: str, subtitle: str | None, provenance: Provenance | None) -> None:
-    fig.text(
-        0.5, 0.98, textwrap.fill(title, 90), ha="center", va="top", fontsize=11, fontweight="bold"
-    )
-    y = 0.935
-    if subtitle:
-        fig.text(0.5, y, subtitle, ha="center", va="top", fontsize=8.5, color="0.2")
-        y -= 0.03
-    if provenance is not None and provenance.notice():
-        fig.text(0.5, y, provenance.notice(), ha="center", va="top", fontsize=8, color="red")
-    if provenance is not None:
-        fig.text(
-            0.01, 0.005, provenance.footer(), ha="left", va="bottom", fontsize=5.5, color="0.4"
-        )
 
 
 def _models(data: pd.DataFrame) -> list[tuple[str, str, str]]:
@@ -136,11 +120,14 @@ def fig5(
     subtitle = f"experiment {experiment}" + (
         f", teacher {teacher_label(teacher)}" if teacher else ""
     )
-    _header(
+    stamp(
         fig,
         "Common corruptions: linear-probe accuracy vs severity, per family",
-        subtitle,
         provenance,
+        subtitle,
+        width=90,
+        line=0.045,
+        footer_y=0.005,
     )
     axes = fig.subplots(
         2,

@@ -85,5 +85,5 @@ def corruption_table(corruptions: pd.DataFrame, summary: pd.DataFrame) -> pd.Dat
     order += [f"{f}_accuracy" for f in FAMILIES]
     order += ["relative15", "relative19", "knn_mean19_accuracy", "knn_k", "n_seeds"]
     frame = pd.DataFrame(rows, columns=order)
-    frame.attrs["title"] = "Accuracy under common corruptions (CIFAR-C protocol)"
+    frame.attrs["title"] = "Accuracy under common corruptions"
     return frame

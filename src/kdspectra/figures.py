@@ -58,18 +58,37 @@ def _new_figure(
     fig = Figure(figsize=(7.0, 4.8))
     FigureCanvasAgg(fig)  # headless Agg canvas: no display, no pyplot global state
     ax = fig.add_axes((0.11, 0.17, 0.86, 0.65))
+    stamp(fig, title, provenance, subtitle)
+    return fig, ax
+
+
+def stamp(
+    fig: Figure,
+    title: str,
+    provenance: Provenance | None,
+    subtitle: str | None = None,
+    *,
+    width: int = 72,
+    line: float = 0.045,
+    footer_y: float = 0.01,
+) -> None:
+    """Write every figure's header and footer: the bold title (wrapped at ``width``
+    characters, ``line`` of the figure's height per line), the subtitle, the red
+    random-init notice (if any) and the provenance footer, so that no figure of the
+    project can leave one out."""
     y = 0.975
-    title = textwrap.fill(title, width=72)
+    title = textwrap.fill(title, width=width)
     fig.text(0.5, y, title, ha="center", va="top", fontsize=11, fontweight="bold")
-    y -= 0.045 * (title.count("\n") + 1)
+    y -= line * (title.count("\n") + 1)
     if subtitle:
         fig.text(0.5, y, subtitle, ha="center", va="top", fontsize=8.5, color="0.2")
         y -= 0.04
     if provenance is not None and provenance.notice():
         fig.text(0.5, y, provenance.notice(), ha="center", va="top", fontsize=8, color="red")
     if provenance is not None:
-        fig.text(0.01, 0.01, provenance.footer(), ha="left", va="bottom", fontsize=5.5, color="0.4")
-    return fig, ax
+        fig.text(
+            0.01, footer_y, provenance.footer(), ha="left", va="bottom", fontsize=5.5, color="0.4"
+        )
 
 
 def save(fig: Figure, png: PathLike | None = None, pdf: PathLike | None = None) -> None:

@@ -73,6 +73,26 @@ _ALPHA_RTOL = 1e-12  # λ_i ≤ λ₁·1e-12 is rounding noise, not a point of t
 _BLOCK_ELEMENTS = 1 << 22  # uniformity's Gram blocks hold ≤ 4M float64 (32 MB)
 _COS_FLOOR = 1e-12  # a zero row has cosine 0 with anything (no division by zero)
 
+# Every metric of an embedding matrix, in the order reports show them: the paper's ER
+# (raw and L2 rows), the spectrum-shape metrics, uniformity, then the ones that need
+# labels or a reference. Tables, the spectrum stage and the summary take names from here.
+SPECTRUM_METRICS = (
+    "rankme",
+    "participation_ratio",
+    "stable_rank",
+    "alpha_req",
+    "alpha_req_r2",
+    "uniformity",
+)
+REPORTED_METRICS = (
+    "effective_rank",
+    "effective_rank_l2",
+    *SPECTRUM_METRICS,
+    "per_class_effective_rank",
+    "linear_cka",
+    "cos_to_teacher",
+)
+
 
 # -- spectrum-based metrics -------------------------------------------------------------
 

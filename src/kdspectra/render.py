@@ -47,6 +47,17 @@ HEADERS = {
     # the default evaluation.knn_k; other k show their column name
     "clean_knn20_accuracy": "kNN-20 acc.",
     "clean_knn200_accuracy": "kNN-200 acc.",
+    # tables/corruptions
+    "mean15_accuracy": "Mean, 15 benchmark",
+    "mean19_accuracy": "Mean, all 19",
+    "noise_accuracy": "Noise",
+    "blur_accuracy": "Blur",
+    "weather_accuracy": "Weather",
+    "digital_accuracy": "Digital",
+    "relative15": "Rel. 15",
+    "relative19": "Rel. 19",
+    "knn_mean19_accuracy": "kNN, all 19",
+    "knn_k": "kNN k",
 }
 DECIMALS = {
     "effective_rank": 2,

@@ -23,6 +23,7 @@ import pandas as pd
 
 from kdspectra import registry
 from kdspectra.errors import ArtifactError
+from kdspectra.geometry import REPORTED_METRICS
 from kdspectra.render import objective_label, student_label, teacher_label
 
 SUMMARY_COLUMNS = (
@@ -353,19 +354,7 @@ def fig3_data(
 
 
 # Every metric of kdspectra.geometry, in the order the geometry table shows them.
-GEOMETRY_TABLE_METRICS = (
-    "effective_rank",
-    "effective_rank_l2",
-    "rankme",
-    "participation_ratio",
-    "stable_rank",
-    "alpha_req",
-    "alpha_req_r2",
-    "uniformity",
-    "per_class_effective_rank",
-    "linear_cka",
-    "cos_to_teacher",
-)
+GEOMETRY_TABLE_METRICS = REPORTED_METRICS
 
 
 def _clean_accuracy_columns(summary: pd.DataFrame) -> list[str]:

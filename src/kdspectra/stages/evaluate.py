@@ -12,6 +12,7 @@ import pandas as pd
 
 from kdspectra.embeddings import load_embeddings, load_labels
 from kdspectra.errors import ArtifactError
+from kdspectra.geometry import SPECTRUM_METRICS
 from kdspectra.io import load_json, load_npy, save_json, save_parquet
 from kdspectra.registry import TEACHER_MODEL, ModelId
 from kdspectra.stages._common import Named, PathLike, _named
@@ -79,14 +80,7 @@ def measure_spectrum(inputs: Named, outputs: Named, params: Named) -> None:
 
 
 # The metrics of kdspectra.geometry beyond the paper's ER, in the order tables show them.
-EXTRA_GEOMETRY = (
-    "rankme",
-    "participation_ratio",
-    "stable_rank",
-    "alpha_req",
-    "alpha_req_r2",
-    "uniformity",
-)
+EXTRA_GEOMETRY = SPECTRUM_METRICS
 
 
 def _alpha_fit(params: Named) -> tuple[int, int]:
