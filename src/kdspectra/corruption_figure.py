@@ -135,7 +135,7 @@ def fig5(
         gridspec_kw={
             "left": 0.06,
             "right": 0.98,
-            "top": 0.82,
+            "top": 0.78,
             "bottom": 0.1,
             "hspace": 0.55,
             "wspace": 0.25,
