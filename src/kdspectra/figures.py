@@ -445,7 +445,7 @@ def fig4(
         ax.set_ylim(0, top)
     for ax in axes[1:]:  # one shared scale: its numbers once, left of the first panel
         ax.tick_params(labelleft=False)
-    axes[-1].legend(fontsize=6, title="objective, ER variant", title_fontsize=6, loc="lower right")
+    axes[-1].legend(fontsize=6, title="objective, ER variant", title_fontsize=6, loc="best")
     save(fig, png, pdf)
     return fig
 
