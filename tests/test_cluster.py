@@ -57,6 +57,8 @@ LOCAL_RULES = {
     "collect",
     "table",
     "data_table",
+    "geometry_table",
+    "fig4_data",
     "paper_comparison",
     "claims",
     "figure",
