@@ -19,6 +19,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,3 +118,12 @@ def _order(title: str) -> tuple[tuple[int, ...], str]:
     if all(part.isdigit() for part in parts):
         return tuple(int(part) for part in parts), title
     return (10**6,), title
+
+
+def distillation_data(n: int = 64, d: int = 24, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Random uint8 images and teacher rows that share a mean direction (so a student can
+    learn them): the training tests' common input, one definition for all of them."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    teacher = (rng.standard_normal(d) + 0.5 * rng.standard_normal((n, d))).astype(np.float32)
+    return images, teacher

@@ -18,6 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import distillation_data
 from kdspectra.inference import embed_images
 from kdspectra.students import build_student
 from kdspectra.teachers import build_teacher
@@ -49,10 +50,7 @@ class Killed(Exception):
 
 @pytest.fixture(scope="module")
 def data() -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (N, 32, 32, 3), dtype=np.uint8)
-    teacher = (rng.standard_normal(D) + 0.5 * rng.standard_normal((N, D))).astype(np.float32)
-    return images, teacher
+    return distillation_data(N, D)
 
 
 def _paths(root: Path) -> dict[str, Path]:

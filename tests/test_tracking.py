@@ -18,6 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import distillation_data
 from kdspectra import geometry
 from kdspectra.dynamics import fig4_data
 from kdspectra.errors import ArtifactError, ConfigError
@@ -56,10 +57,7 @@ def one_thread() -> Any:
 
 @pytest.fixture(scope="module")
 def data() -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (N, 32, 32, 3), dtype=np.uint8)
-    teacher = (rng.standard_normal(D) + 0.5 * rng.standard_normal((N, D))).astype(np.float32)
-    return images, teacher
+    return distillation_data(N, D)
 
 
 def train(data: Any, root: Path, cfg: TrainConfig = CFG, **kw: Any) -> dict[str, Path]:

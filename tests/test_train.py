@@ -22,6 +22,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import distillation_data
 from kdspectra.errors import ArtifactError, ConfigError
 from kdspectra.inference import embed_images, load_student
 from kdspectra.losses import cosine_distillation
@@ -60,11 +61,7 @@ class Killed(Exception):
 
 @pytest.fixture(scope="module")
 def data() -> tuple[np.ndarray, np.ndarray]:
-    """Random images; teacher rows share a mean direction so a student can learn them."""
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (N, 32, 32, 3), dtype=np.uint8)
-    teacher = (rng.standard_normal(D) + 0.5 * rng.standard_normal((N, D))).astype(np.float32)
-    return images, teacher
+    return distillation_data(N, D)
 
 
 def outputs(root: Path, tag: str = "run") -> dict[str, Path]:
