@@ -100,7 +100,8 @@ def embed_student(
     sigmas: Sequence[float],
     noise_seed: int,
 ) -> None:
-    """Student embeddings of train, test and the noisy test copies (rule ``embed_student``).
+    """Student embeddings of train, test and the noisy test copies (the embedding half of rule
+    ``train_student``, run in the same job).
 
     Rows keep the teacher's order (row i = image i of the split), so spectra, cosine to
     the teacher and probes compare like with like.
