@@ -143,3 +143,13 @@ def test_markdown_has_rule_banner_left_out_and_footer() -> None:
     assert "±0.10" in md
     assert "## Left out of this run" in md and "- fig2: experiment has one objective" in md
     assert "| **holds**" in md
+
+
+def test_dinov2_infonce_gap_of_the_paper_comes_from_figure_2_data():
+    """Student-M/L: Fig. 2's 'up to 82' minus the cosine baseline 53.78; Student-S: none
+    (the paper gives no InfoNCE number for it). A lookup that loses either objective's key
+    would silently print no paper value."""
+    assert claims._infonce_paper_gap(False, "cnn_m") == pytest.approx(82 - 53.78)
+    assert claims._infonce_paper_gap(False, "cnn_l") == pytest.approx(82 - 53.78)
+    assert claims._infonce_paper_gap(False, "cnn_s") is None
+    assert (claims.SMALL, claims.LARGE) == ("cnn_s", "cnn_l")

@@ -137,16 +137,17 @@ PAPER_T1 = student_keys("t1_s")
 PAPER_T2 = student_keys("t2_s")
 PAPER_ABL = {s: k for s, k in student_keys("abl_hybrid").items() if s not in CNN_STUDENTS}
 # Figure 2 (DINOv2): student -> key of its cosine / cosine + InfoNCE ER in the paper's data.
-DINO_COSINE = {
-    PAPER[k].student: k
-    for k in student_keys("dino_cos_s").values()
-    if PAPER[k].objective == "cosine"
-}
-DINO_INFONCE = {
-    PAPER[k].student: k
-    for k in student_keys("dino_nce_s").values()
-    if PAPER[k].objective == "cosine_infonce"
-}
+DINO_COSINE, DINO_INFONCE = (
+    {
+        n.student: k
+        for k, n in PAPER.items()
+        if n.section == PAPER["dino_cos_s"].section
+        and n.role == "student"
+        and n.metric == "effective_rank"
+        and n.objective == objective
+    }
+    for objective in ("cosine", "cosine_infonce")
+)
 # The robustness claim compares the paper's 0.5M and 8M students (Figure 3's two numbers).
 SMALL, LARGE = PAPER["noise_s"].student, PAPER["noise_l"].student
 
