@@ -335,8 +335,12 @@ def geometry_metrics(
     *,
     alpha_fit: tuple[int, int] = ALPHA_FIT,
     seed: int = 0,
+    centred_sv: np.ndarray | None = None,
 ) -> dict[str, float | int | None]:
     """Every metric of ``x`` (N × D) as a flat dict, one centred SVD shared by all.
+
+    ``centred_sv``: :func:`singular_values` of ``x``, when the caller already has them
+    (the spectrum stage saves them), so the SVD is not taken twice.
 
     Keys: ``effective_rank``, ``effective_rank_l2``, ``rankme``, ``participation_ratio``,
     ``stable_rank``, ``alpha_req``, ``alpha_req_r2``, ``uniformity``; with ``labels``
@@ -348,7 +352,7 @@ def geometry_metrics(
     when exact).
     """
     arr = as_float64_matrix(x)
-    s = singular_values(arr)
+    s = singular_values(arr) if centred_sv is None else np.asarray(centred_sv, np.float64)
     fit = alpha_req_fit(s, *alpha_fit)
     out: dict[str, float | int | None] = {
         "effective_rank": effective_rank_from_singular_values(s, "entropy"),

@@ -55,8 +55,8 @@ def measure_spectrum(inputs: Named, outputs: Named, params: Named) -> None:
         if teacher_test is not None
         else None
     )
-    geo = geometry_metrics(emb, labels, teacher, alpha_fit=fit)
     sv = singular_values(emb)
+    geo = geometry_metrics(emb, labels, teacher, alpha_fit=fit, centred_sv=sv)
     stats: dict[str, Any] = {
         "n": int(emb.shape[0]),
         "dim": int(emb.shape[1]),
