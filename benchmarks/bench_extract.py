@@ -3,7 +3,7 @@
 Three ways to embed the same synthetic 32×32 uint8 images with the same random-init
 teacher (CLIP ViT-B/32 via open_clip, DINOv2 ViT-B/14 via timm), in the same run:
 
-* **ours** — :meth:`kdspectra.teachers.Teacher.embed`: uint8 batches to the device, resize
+* **ours** — :meth:`kdspectra.models.teachers.Teacher.embed`: uint8 batches to the device, resize
   (PIL's bicubic kernel), crop and normalise there, forward (bf16 autocast on CUDA), one
   copy of all embeddings back at the end.
 * **bare** — the model forward alone on batches made, resized and normalised in advance on
@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from kdspectra.teachers import Teacher, build_teacher, preprocess_batch
+from kdspectra.models.teachers import Teacher, build_teacher, preprocess_batch
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # benchmarks/common.py
     sys.path.insert(0, str(Path(__file__).resolve().parent))

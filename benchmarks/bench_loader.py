@@ -25,7 +25,7 @@ import torch
 import torchvision.transforms as T
 from torch.utils.data import DataLoader
 
-from kdspectra.data import DeviceLoader, augment
+from kdspectra.data.views import DeviceLoader, augment
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # benchmarks/common.py
     sys.path.insert(0, str(Path(__file__).resolve().parent))

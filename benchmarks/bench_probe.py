@@ -6,11 +6,11 @@ things, both fixed; this module measures each fix against the code path it repla
 alternately in the same run:
 
 * **probe fit** — lbfgs's BLAS products on all cores (before) vs on one thread (after,
-  :data:`kdspectra.probe.BLAS_THREADS`), for a probe the size of the paper's
+  :data:`kdspectra.metrics.probe.BLAS_THREADS`), for a probe the size of the paper's
   selection subsample (5000×768 features, 100 classes).
 * **job start-up** — the time from a fresh interpreter to a job ready to work, for a job
   that never uses torch (spectrum, noise, collect, tables, figures): importing torch at
-  start-up because :mod:`kdspectra.device` imported it at module level (before) vs the
+  start-up because :mod:`kdspectra.runtime.device` imported it at module level (before) vs the
   lazy import now (after). Each is a real subprocess, as a Snakemake ``script:`` job is.
 
 Rates are fits/s and jobs/s (higher is better), so ratio = after ÷ before is the
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kdspectra.probe import fit_probe
+from kdspectra.metrics.probe import fit_probe
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # benchmarks/common.py
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -39,7 +39,7 @@ from common import bench_main
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 JOB_START = (
-    "from kdspectra.logs import job\n"
+    "from kdspectra.runtime.logs import job\n"
     "from kdspectra.stages import measure_spectrum, measure_noise\n"
     "with job(None, 1):\n"
     "    pass\n"

@@ -2,15 +2,15 @@
 
 Tracking embeds a fixed subset of ``track_samples`` train images (eval mode, fp32) at each
 tracked epoch and computes ER, L2 ER, RankMe, uniformity and the cosine to the teacher
-(:mod:`kdspectra.tracking`). What it adds to a run is therefore
+(:mod:`kdspectra.training.tracking`). What it adds to a run is therefore
 
     overhead = points × t_track / (epochs × t_epoch),
 
-with ``points`` the tracked epochs (:func:`kdspectra.tracking.tracked_epochs`). Both
+with ``points`` the tracked epochs (:func:`kdspectra.training.tracking.tracked_epochs`). Both
 times are measured here, in the same process and alternately (so load from other
 processes hits both alike): ``t_track`` = the median of full tracking passes
-(:func:`kdspectra.tracking.measure` on the run's own subset), ``t_epoch`` = the median
-time of one training step (:func:`kdspectra.train.train_step`, the loop's data path)
+(:func:`kdspectra.training.tracking.measure` on the run's own subset), ``t_epoch`` = the median
+time of one training step (:func:`kdspectra.training.loop.train_step`, the loop's data path)
 × the steps of one epoch at the case's N. Timing whole epochs of the paper config
 (50,000 images at batch 512) on a CPU would take hours; a step's time does not depend on
 N, so the extrapolation is exact up to the per-epoch bookkeeping, which tracking does
@@ -38,10 +38,10 @@ import numpy as np
 import torch
 import yaml
 
-from kdspectra.device import limit_threads
-from kdspectra.tracking import measure, resolve_track_every, tracked_epochs
-from kdspectra.train import TrainRun, build_run, train_step
-from kdspectra.train_config import TrainConfig
+from kdspectra.runtime.device import limit_threads
+from kdspectra.training.config import TrainConfig
+from kdspectra.training.loop import TrainRun, build_run, train_step
+from kdspectra.training.tracking import measure, resolve_track_every, tracked_epochs
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # benchmarks/common.py
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -148,7 +148,7 @@ def run(*, quick: bool = True, device: str = "cpu") -> list[dict]:
     """One row per case: a run's throughput with tracking vs without (extrapolated)."""
     dev = torch.device(device)
     # BLAS (the metrics' SVDs) on as many threads as torch, as a pipeline job has
-    # (kdspectra.logs.job): an uncapped OpenBLAS pool spin-waits on a loaded machine and
+    # (kdspectra.runtime.logs.job): an uncapped OpenBLAS pool spin-waits on a loaded machine and
     # made one 1,437 × 512 SVD 20× slower here.
     limit_threads(torch.get_num_threads())
     rows = []

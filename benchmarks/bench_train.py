@@ -3,10 +3,10 @@
 Three ways to run the same ``cosine_infonce`` step (two augmented views per image, same
 student, same loss, same AdamW) on the same synthetic data, in the same run:
 
-* **ours** — the real loop (:func:`kdspectra.train.train_step`): the split lives on the
+* **ours** — the real loop (:func:`kdspectra.training.loop.train_step`): the split lives on the
   device, each batch is gathered and augmented there (crop, flip, colour jitter,
   grayscale), then forward/backward/step (bf16 + channels_last on CUDA).
-* **bare** — :func:`kdspectra.train.optimize_step` on views made once in advance: the
+* **bare** — :func:`kdspectra.training.loop.optimize_step` on views made once in advance: the
   model step alone, the ceiling for that model on that machine. ours/bare is the share of
   a step that is *not* data, augmentation or loss overhead (target ≥ 0.85).
 * **baseline** — the textbook pipeline: a ``Dataset`` that turns each uint8 image into a
@@ -39,10 +39,10 @@ import torch
 import torchvision.transforms as T
 from torch.utils.data import DataLoader
 
-from kdspectra.losses import cosine_distillation, info_nce
-from kdspectra.students import build_student
-from kdspectra.train import TrainRun, build_run, make_views, optimize_step, train_step
-from kdspectra.train_config import TrainConfig
+from kdspectra.models.students import build_student
+from kdspectra.training.config import TrainConfig
+from kdspectra.training.loop import TrainRun, build_run, make_views, optimize_step, train_step
+from kdspectra.training.losses import cosine_distillation, info_nce
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # benchmarks/common.py
     sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from kdspectra.provenance import cpu_model, git_commit
+from kdspectra.report.provenance import cpu_model, git_commit
 
 ROOT = Path(__file__).resolve().parents[1]
 

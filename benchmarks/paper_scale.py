@@ -10,17 +10,18 @@ one process, stage by stage, through the same library calls the workflow's rules
 * ``data`` — per dataset, 50,000 train + 10,000 test CIFAR-shaped uint8 images generated on
   the device (class templates + noise, so the probe has something to find), copied once
   to the host in the prepared-data layout (uint8 N×32×32×3), as ``prepare_dataset`` would.
-* ``extract`` — per (dataset, teacher): :func:`kdspectra.teachers.build_teacher` at random
+* ``extract`` — per (dataset, teacher): :func:`kdspectra.models.teachers.build_teacher` at random
   init and 224 px, ``embed`` of train and test, then the noisy test copies
-  (:func:`kdspectra.noise.embed_noisy`, the rules' own loop) — rules ``extract_teacher(_noisy)``.
+  (:func:`kdspectra.data.noise.embed_noisy`, the rules' own loop) — rules
+  ``extract_teacher(_noisy)``.
 * ``train`` — per (experiment, student, objective, seed):
-  :func:`kdspectra.train.train_student` for the config's epochs (rule ``train_student``);
-  with ``--max-steps`` the same :func:`kdspectra.train.train_step` for that many steps
+  :func:`kdspectra.training.loop.train_student` for the config's epochs (rule ``train_student``);
+  with ``--max-steps`` the same :func:`kdspectra.training.loop.train_step` for that many steps
   instead, and the full-length time is extrapolated from the measured rate.
-* ``embed`` — :func:`kdspectra.inference.embed_images` on train, test and every noisy copy.
+* ``embed`` — :func:`kdspectra.models.inference.embed_images` on train, test and every noisy copy.
 * ``spectrum`` — singular values and effective rank of every model's test embeddings.
-* ``probe`` — :func:`kdspectra.probe.fit_probe` on clean train embeddings and
-  :func:`kdspectra.probe.noise_accuracy` on the noisy test embeddings (rule ``noise``).
+* ``probe`` — :func:`kdspectra.metrics.probe.fit_probe` on clean train embeddings and
+  :func:`kdspectra.metrics.probe.noise_accuracy` on the noisy test embeddings (rule ``noise``).
 
 For each stage it reports wall seconds, images/s and, on a GPU, the model FLOP utilisation
 (MFU): images/s × FLOPs per image ÷ the card's dense bf16 peak (``--peak-tflops``, else
@@ -73,15 +74,15 @@ from kdspectra.config import (  # noqa: E402
     probe_options,
     validate_config,
 )
-from kdspectra.device import limit_threads, resolve_device  # noqa: E402
-from kdspectra.inference import embed_images, load_student  # noqa: E402
+from kdspectra.data.noise import embed_noisy  # noqa: E402
 from kdspectra.io import save_json, save_text  # noqa: E402
-from kdspectra.noise import embed_noisy  # noqa: E402
-from kdspectra.probe import fit_probe, noise_accuracy  # noqa: E402
-from kdspectra.spectrum import effective_rank_from_singular_values, singular_values  # noqa: E402
-from kdspectra.teachers import Teacher, build_teacher  # noqa: E402
-from kdspectra.train import build_run, train_step, train_student  # noqa: E402
-from kdspectra.train_config import TrainConfig  # noqa: E402
+from kdspectra.metrics.probe import fit_probe, noise_accuracy  # noqa: E402
+from kdspectra.metrics.spectrum import effective_rank_from_singular_values, singular_values  # noqa: E402
+from kdspectra.models.inference import embed_images, load_student  # noqa: E402
+from kdspectra.models.teachers import Teacher, build_teacher  # noqa: E402
+from kdspectra.runtime.device import limit_threads, resolve_device  # noqa: E402
+from kdspectra.training.config import TrainConfig  # noqa: E402
+from kdspectra.training.loop import build_run, train_step, train_student  # noqa: E402
 
 log = logging.getLogger("paper_scale")
 
@@ -119,7 +120,7 @@ def load_paper_config(configfiles: Sequence[Path]) -> dict[str, Any]:
     cfg: dict[str, Any] = {}
     for path in configfiles:
         update_config(cfg, yaml.safe_load(Path(path).read_text()) or {})
-    return validate_config(cfg, load_schema(ROOT / "workflow/schemas/config.schema.yaml"))
+    return validate_config(cfg, load_schema(ROOT / "src/kdspectra/config.schema.yaml"))
 
 
 @dataclasses.dataclass

@@ -3,7 +3,7 @@
 Runs ``run(quick=..., device=...)`` of every ``benchmarks/bench_*.py`` module (each one
 times our path and a naive baseline alternately in the same process, so load from other
 processes hits both alike, and reports medians), then the per-stage times of a workflow
-run from Snakemake's ``benchmark:`` files (:mod:`kdspectra.stagetimes`), and writes both,
+run from Snakemake's ``benchmark:`` files (:mod:`kdspectra.runtime.stagetimes`), and writes both,
 with the machine they were measured on, to ``results/bench/<host>-<date>.json`` and a
 Markdown summary beside it.
 
@@ -52,8 +52,8 @@ import yaml  # noqa: E402
 from common import machine  # noqa: E402
 from kdspectra.errors import ArtifactError  # noqa: E402
 from kdspectra.io import save_json, save_text  # noqa: E402
-from kdspectra.stagetimes import stage_times  # noqa: E402
-from kdspectra.stagetimes import to_markdown as stage_markdown  # noqa: E402
+from kdspectra.runtime.stagetimes import stage_times  # noqa: E402
+from kdspectra.runtime.stagetimes import to_markdown as stage_markdown  # noqa: E402
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_RUN = ROOT / "results" / "demo"

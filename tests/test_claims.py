@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kdspectra import claims, claims_markdown
-from kdspectra import verdicts as decision
-from kdspectra.verdicts import Estimate
+from kdspectra.paper import claims, claims_markdown
+from kdspectra.paper import verdicts as decision
+from kdspectra.paper.verdicts import Estimate
 from test_tables import RANDOM, make_noise, make_summary
 
 OPTS = {"tables_experiment": "clip_x", "figures_experiment": "dino_x"}

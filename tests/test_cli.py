@@ -14,7 +14,7 @@ from PIL import Image
 
 import kdspectra
 from kdspectra.cli import main
-from kdspectra.spectrum import effective_rank
+from kdspectra.metrics.spectrum import effective_rank
 
 
 @pytest.fixture

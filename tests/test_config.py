@@ -16,7 +16,7 @@ from kdspectra.config import experiment_models, fill_defaults, load_schema, vali
 from kdspectra.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
+SCHEMA = load_schema(REPO / "src" / "kdspectra" / "config.schema.yaml")
 PAPER = yaml.safe_load((REPO / "config.yaml").read_text())
 
 
@@ -64,7 +64,7 @@ def test_defaults_fill_named_maps() -> None:
 def test_schema_yaml_lists_the_registry_names() -> None:
     """The YAML's name lists are documentation; load_schema fills the registry's. They may
     not drift apart (the `students` and `objectives` defaults mean "all")."""
-    raw = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    raw = yaml.safe_load((REPO / "src" / "kdspectra" / "config.schema.yaml").read_text())
     defs = raw["definitions"]
     assert tuple(defs["student"]["enum"]) == registry.student_names()
     assert tuple(defs["objective"]["enum"]) == registry.objective_names()
@@ -77,7 +77,7 @@ def test_schema_yaml_lists_the_registry_names() -> None:
 
 def test_schema_names_each_list_once() -> None:
     """Every student/objective/library/format enum is a $ref to its one definition."""
-    text = (REPO / "workflow" / "schemas" / "config.schema.yaml").read_text()
+    text = (REPO / "src" / "kdspectra" / "config.schema.yaml").read_text()
     for names in (
         registry.student_names(),
         registry.objective_names(),

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kdspectra.corruption_figure import fig5
-from kdspectra.corruption_tables import corruption_table
-from kdspectra.corruptions import BENCHMARK_15, CORRUPTIONS, FAMILIES
-from kdspectra.render import to_markdown
+from kdspectra.data.corruptions import BENCHMARK_15, CORRUPTIONS, FAMILIES
+from kdspectra.report.corruption_figure import fig5
+from kdspectra.report.corruption_tables import corruption_table
+from kdspectra.report.render import to_markdown
 
 STUDENTS = ("cnn_s", "cnn_l")
 SEEDS = (0, 1)

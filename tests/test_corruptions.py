@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kdspectra import corruptions as C
-from kdspectra.corruptions import (
+from kdspectra.data import corruptions as C
+from kdspectra.data.corruptions import (
     BENCHMARK_15,
     CORRUPTIONS,
     FAMILIES,
@@ -23,9 +23,9 @@ from kdspectra.corruptions import (
     score_corruptions,
     write_corruption_archive,
 )
-from kdspectra.download import download, validate_source
+from kdspectra.data.download import download, validate_source
 from kdspectra.errors import ConfigError, DataError
-from kdspectra.probe import fit_probe
+from kdspectra.metrics.probe import fit_probe
 
 N, CLASSES = 30, 3
 TOP = "CIFAR-10-C"

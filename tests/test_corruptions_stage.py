@@ -16,13 +16,18 @@ from safetensors.torch import save_file
 
 from kdspectra import stages
 from kdspectra.config import load_schema, validate_config
-from kdspectra.corruption_fixture import CLEAN_COPIES, corrupt, write_fixture
-from kdspectra.corruptions import CORRUPTIONS, FIXTURE_DIR, SEVERITY_SIGMA, write_corruption_archive
+from kdspectra.data.corruption_fixture import CLEAN_COPIES, corrupt, write_fixture
+from kdspectra.data.corruptions import (
+    CORRUPTIONS,
+    FIXTURE_DIR,
+    SEVERITY_SIGMA,
+    write_corruption_archive,
+)
 from kdspectra.errors import ConfigError, DataError
-from kdspectra.inference import embed_images
 from kdspectra.io import save_npy
-from kdspectra.probe import fit_probe, knn_accuracy
-from kdspectra.students import build_student
+from kdspectra.metrics.probe import fit_probe, knn_accuracy
+from kdspectra.models.inference import embed_images
+from kdspectra.models.students import build_student
 
 PROBE = {"seed": 0, "Cs": [1.0], "max_iter": 200}
 TEACHER = {
@@ -71,7 +76,7 @@ def student(data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, P
 
 
 def _download(archive: Path, dest: Path) -> Path:
-    from kdspectra.download import md5sum
+    from kdspectra.data.download import md5sum
 
     url = archive.resolve().as_uri()
     stages.download_corruptions({}, {"archive": dest}, {"url": url, "md5": md5sum(archive)})
@@ -134,7 +139,7 @@ def test_student_clean_copy_scores_the_clean_accuracy(data, archive, student, tm
 
 
 def test_teacher_clean_copy_scores_the_clean_accuracy(data, archive, tmp_path) -> None:
-    from kdspectra.teachers import build_teacher
+    from kdspectra.models.teachers import build_teacher
 
     teacher = build_teacher(TEACHER, device="cpu")
     train = tmp_path / "train.npy"

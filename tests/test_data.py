@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from kdspectra.data import DeviceLoader, augment
+from kdspectra.data.views import DeviceLoader, augment
 from kdspectra.errors import ConfigError, DataError
 
 CPU = torch.device("cpu")

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import yaml
 
-from kdspectra.datasets import FORMATS, OUTPUTS, prepare_dataset, write_cifar_archive
-from kdspectra.download import download
+from kdspectra.data.datasets import FORMATS, OUTPUTS, prepare_dataset, write_cifar_archive
+from kdspectra.data.download import download
 from kdspectra.errors import ConfigError, DataError
 from kdspectra.io import load_npy
 
@@ -286,7 +286,7 @@ def test_digits_prepared_format(tmp_path: Path) -> None:
 def test_digits_are_the_sklearn_digits_upsampled() -> None:
     from sklearn.datasets import load_digits
 
-    from kdspectra.datasets import upsample_digits
+    from kdspectra.data.datasets import upsample_digits
 
     digits = load_digits()
     up = upsample_digits(digits.images[:20]).astype(np.float32)

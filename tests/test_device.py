@@ -10,7 +10,8 @@ import pytest
 import torch
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from kdspectra.device import (
+from kdspectra.errors import ConfigError, DeviceError
+from kdspectra.runtime.device import (
     FALLBACK_ENV,
     device_record,
     gpu_allocated,
@@ -18,7 +19,6 @@ from kdspectra.device import (
     resolve_device,
     set_deterministic,
 )
-from kdspectra.errors import ConfigError, DeviceError
 
 GPU_ENV = ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_GPUS", FALLBACK_ENV)
 
@@ -116,7 +116,7 @@ def test_a_non_torch_job_never_imports_torch() -> None:
     """Spectrum/noise/collect/table jobs start in ~1 s instead of ~4 s without torch."""
     code = (
         "import sys\n"
-        "from kdspectra.logs import job\n"
+        "from kdspectra.runtime.logs import job\n"
         "from kdspectra.stages import measure_spectrum, measure_noise, collect\n"
         "with job(None, 1):\n"
         "    pass\n"

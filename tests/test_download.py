@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kdspectra import download as dl
+from kdspectra.data import download as dl
 from kdspectra.errors import ChecksumError, ConfigError, DataError
 
 

@@ -43,18 +43,18 @@ from safetensors.torch import load_file, save_file
 from conftest import run_snakemake, snakemake_command
 from kdspectra import stages
 from kdspectra.config import data_key, fill_defaults, load_schema
-from kdspectra.datasets import OUTPUTS, write_cifar_archive
-from kdspectra.download import md5sum
-from kdspectra.embeddings import load_embeddings
+from kdspectra.data.datasets import OUTPUTS, write_cifar_archive
+from kdspectra.data.download import md5sum
+from kdspectra.data.embeddings import load_embeddings
 from kdspectra.errors import ArtifactError
 from kdspectra.io import save_json, save_npy
-from kdspectra.students import build_student
-from kdspectra.train import Preempted, train_student
-from kdspectra.train_config import TrainConfig
+from kdspectra.models.students import build_student
+from kdspectra.training.config import TrainConfig
+from kdspectra.training.loop import Preempted, train_student
 
 REPO = Path(__file__).resolve().parents[1]
 MINI = REPO / "tests" / "faults" / "mini_config.yaml"
-SCHEMA = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
+SCHEMA = load_schema(REPO / "src" / "kdspectra" / "config.schema.yaml")
 
 # Paths inside a workdir run on MINI (name: faults, dataset synth, teacher vit).
 RUN = "results/faults"
@@ -753,7 +753,7 @@ def test_kill9_then_rerun_incomplete_matches_uninterrupted_run(
 def test_sigterm_during_extraction_leaves_no_partial_npy(base: Base, tmp_path: Path) -> None:
     """SLURM preemption sends SIGTERM to every process of the job. Snakemake removes the
     outputs of the interrupted job (train.npy is already complete when we strike); the job
-    itself exits through its cleanup (:func:`kdspectra.logs.exit_on_sigterm`), so no temp
+    itself exits through its cleanup (:func:`kdspectra.runtime.logs.exit_on_sigterm`), so no temp
     file is left either, and its log says why it stopped."""
     work = clone(base, tmp_path / "w")
     shutil.rmtree(work / TEACHER)
@@ -776,7 +776,7 @@ WRITER = """
 import sys, time
 import numpy as np
 from kdspectra.io import save_npy
-from kdspectra.logs import job
+from kdspectra.runtime.logs import job
 
 real_save = np.save
 
@@ -1105,7 +1105,7 @@ def test_teacher_weights_file_is_never_unpickled(spec: dict[str, Any], tmp_path:
     """``pretrained: <file>`` goes through the libraries' own loaders; both must use
     ``weights_only=True`` (open_clip's and timm's defaults at the pinned versions), and
     the refusal must come back as an error naming the config key and the file."""
-    from kdspectra.teachers import build_teacher
+    from kdspectra.models.teachers import build_teacher
 
     marker = tmp_path / "PWNED"
     evil = tmp_path / "teacher.pth"

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from kdspectra import figures, tables
 from kdspectra.errors import ArtifactError
+from kdspectra.report import figures, tables
 from test_tables import PRETRAINED, RANDOM, make_noise, make_summary
 
 

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from kdspectra import geometry as g
 from kdspectra.errors import ArtifactError
-from kdspectra.spectrum import effective_rank
+from kdspectra.metrics import geometry as g
+from kdspectra.metrics.spectrum import effective_rank
 
 
 def gaussian(n: int, d: int, seed: int = 0) -> np.ndarray:

@@ -14,7 +14,7 @@ from PIL import Image
 from safetensors.numpy import save_file
 
 from kdspectra.cli import main
-from kdspectra.geometry import geometry_metrics
+from kdspectra.metrics.geometry import geometry_metrics
 
 X = (np.random.default_rng(0).standard_normal((120, 6)) * np.arange(1, 7)).astype(np.float32)
 METRICS = {

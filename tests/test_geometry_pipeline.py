@@ -10,12 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kdspectra import claims, paper, stages, tables
-from kdspectra.embeddings import save_embeddings
+from kdspectra import stages
+from kdspectra.data.embeddings import save_embeddings
 from kdspectra.errors import ArtifactError
-from kdspectra.geometry import geometry_metrics
 from kdspectra.io import save_json, save_npy
-from kdspectra.probe import fit_probe, knn_accuracy, noise_accuracy
+from kdspectra.metrics.geometry import geometry_metrics
+from kdspectra.metrics.probe import fit_probe, knn_accuracy, noise_accuracy
+from kdspectra.paper import claims
+from kdspectra.paper import comparison as paper
+from kdspectra.report import tables
 from test_tables import RANDOM, make_noise, make_summary
 
 PROBE = {"seed": 0, "Cs": [1.0], "max_iter": 100}

@@ -19,10 +19,10 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import distillation_data
-from kdspectra.inference import embed_images
-from kdspectra.students import build_student
-from kdspectra.teachers import build_teacher
-from kdspectra.train import Preempted, TrainConfig, train_student
+from kdspectra.models.inference import embed_images
+from kdspectra.models.students import build_student
+from kdspectra.models.teachers import build_teacher
+from kdspectra.training.loop import Preempted, TrainConfig, train_student
 
 pytestmark = [
     pytest.mark.cuda,

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kdspectra.embeddings import load_embeddings, save_embeddings
+from kdspectra.data.embeddings import load_embeddings, save_embeddings
 from kdspectra.errors import ArtifactError
 from kdspectra.io import (
     atomic_path,

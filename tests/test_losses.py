@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from kdspectra.losses import cosine_distillation, info_nce
-from kdspectra.students import build_student
+from kdspectra.models.students import build_student
+from kdspectra.training.losses import cosine_distillation, info_nce
 
 
 def naive_info_nce(z1: torch.Tensor, z2: torch.Tensor, tau: float) -> float:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from kdspectra.data.noise import add_gaussian_noise
 from kdspectra.errors import ConfigError, DataError
-from kdspectra.noise import add_gaussian_noise
 
 
 @pytest.fixture

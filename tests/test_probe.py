@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from kdspectra.errors import ArtifactError
-from kdspectra.probe import DEFAULT_C, fit_probe, knn_accuracy, noise_accuracy
+from kdspectra.metrics.probe import DEFAULT_C, fit_probe, knn_accuracy, noise_accuracy
 
 
 def blobs(n: int, k: int, d: int, spread: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -94,7 +94,7 @@ def test_fit_runs_blas_on_one_thread_whatever_the_job_was_given(monkeypatch) -> 
     """One BLAS thread: faster for lbfgs's small products, and cores-independent results."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    import kdspectra.probe as probe_mod
+    import kdspectra.metrics.probe as probe_mod
 
     seen: list[int] = []
     original = probe_mod.LogisticRegression.fit
@@ -143,7 +143,7 @@ def test_knn_separable_blobs_and_chance() -> None:
 
 
 def test_knn_chunking_and_k_beyond_train(monkeypatch) -> None:
-    import kdspectra.probe as probe_mod
+    import kdspectra.metrics.probe as probe_mod
 
     xtr, ytr = blobs(60, 3, 8, spread=1.0, seed=2)
     xte, yte = blobs(50, 3, 8, spread=1.0, seed=3)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kdspectra.provenance import Provenance, config_hash, git_commit
+from kdspectra.report.provenance import Provenance, config_hash, git_commit
 
 
 def test_config_hash_is_order_independent_and_sensitive() -> None:
@@ -66,7 +66,7 @@ def test_git_commit_outside_a_repository_is_unknown(tmp_path: Path) -> None:
 def test_cpu_model_names_the_cpu_or_falls_back(monkeypatch) -> None:
     import platform
 
-    from kdspectra import provenance
+    from kdspectra.report import provenance
 
     name = provenance.cpu_model()
     assert isinstance(name, str) and name.strip()

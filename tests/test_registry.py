@@ -21,8 +21,8 @@ from kdspectra import registry
 from kdspectra.architectures import CNNConfig
 from kdspectra.config import experiment_models, load_schema, validate_config
 from kdspectra.errors import ConfigError
+from kdspectra.models.students import build_student
 from kdspectra.registry import ModelId, StudentEntry
-from kdspectra.students import build_student
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER = yaml.safe_load((REPO / "config.yaml").read_text())

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 import pandas as pd
 import pytest
 
-from kdspectra import figures, registry, tables
+from kdspectra import registry
+from kdspectra.report import figures, tables
 from test_tables import make_noise, make_summary
 
 DUMMY = registry.StudentEntry(

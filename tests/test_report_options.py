@@ -9,12 +9,12 @@ from typing import Any
 
 import yaml
 
-from kdspectra import report_options as ro
 from kdspectra.config import load_schema, validate_config
-from kdspectra.report_plan import plan_report
+from kdspectra.report import options as ro
+from kdspectra.report.plan import plan_report
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
+SCHEMA = load_schema(REPO / "src" / "kdspectra" / "config.schema.yaml")
 PAPER = yaml.safe_load((REPO / "config.yaml").read_text())
 
 

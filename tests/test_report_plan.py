@@ -10,10 +10,10 @@ from typing import Any
 import yaml
 
 from kdspectra.config import load_schema, validate_config
-from kdspectra.report_plan import ARTIFACTS, plan_report
+from kdspectra.report.plan import ARTIFACTS, plan_report
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
+SCHEMA = load_schema(REPO / "src" / "kdspectra" / "config.schema.yaml")
 PAPER = yaml.safe_load((REPO / "config.yaml").read_text())
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kdspectra import resources as req
+from kdspectra.runtime import resources as req
 
 REPO = Path(__file__).resolve().parents[1]
 NODE_MB = 16_000

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from kdspectra.errors import ArtifactError
-from kdspectra.spectrum import (
+from kdspectra.metrics.spectrum import (
     VARIANT_LABELS,
     VARIANTS,
     effective_rank,

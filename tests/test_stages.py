@@ -12,11 +12,11 @@ import pytest
 
 from kdspectra import stages
 from kdspectra.config import load_schema, validate_config
-from kdspectra.embeddings import save_embeddings
+from kdspectra.data.embeddings import save_embeddings
 from kdspectra.errors import ArtifactError
 from kdspectra.io import save_json, save_npy
-from kdspectra.spectrum import effective_rank, effective_rank_l2, norm_cv
-from kdspectra.train_config import TrainConfig
+from kdspectra.metrics.spectrum import effective_rank, effective_rank_l2, norm_cv
+from kdspectra.training.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -104,8 +104,8 @@ def test_spectrum_stage_refuses_mismatched_teacher(tmp_path: Path) -> None:
 
 
 def test_mean_cosine() -> None:
-    # The stage's cos_to_teacher is kdspectra.geometry's (one definition).
-    from kdspectra.geometry import cos_to_teacher
+    # The stage's cos_to_teacher is kdspectra.metrics.geometry's (one definition).
+    from kdspectra.metrics.geometry import cos_to_teacher
 
     a = np.array([[1.0, 0.0], [0.0, 2.0]])
     assert cos_to_teacher(a, a) == pytest.approx(1.0)
@@ -181,7 +181,7 @@ def test_noise_stage_and_collect(tmp_path: Path) -> None:
 
 
 def test_train_config_maps_every_key() -> None:
-    schema = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
+    schema = load_schema(REPO / "src" / "kdspectra" / "config.schema.yaml")
     import yaml
 
     cfg = validate_config(yaml.safe_load((REPO / "config.yaml").read_text()), schema)
@@ -223,7 +223,7 @@ def test_report_writers_leave_a_provenance_sidecar_beside_every_csv(tmp_path: Pa
 def _paper_config() -> dict:
     import yaml
 
-    schema = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
+    schema = load_schema(REPO / "src" / "kdspectra" / "config.schema.yaml")
     return validate_config(yaml.safe_load((REPO / "config.yaml").read_text()), schema)
 
 
@@ -246,7 +246,7 @@ def test_per_student_keys_are_validated() -> None:
 
     from kdspectra.errors import ConfigError
 
-    schema = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
+    schema = load_schema(REPO / "src" / "kdspectra" / "config.schema.yaml")
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
     cfg["training"]["per_student"] = {"resnet50": {"lr": 1e-3}}
     with pytest.raises(ConfigError, match="per_student"):
@@ -277,11 +277,11 @@ def test_teacher_views_stage_embeds_the_views_training_replays(
 ) -> None:
     import torch
 
-    import kdspectra.teachers
-    from kdspectra.data import apply_view, cached_view_params
+    import kdspectra.models.teachers
+    from kdspectra.data.views import apply_view, cached_view_params
 
     teacher = _LinearTeacher()
-    monkeypatch.setattr(kdspectra.teachers, "build_teacher", lambda spec, device: teacher)
+    monkeypatch.setattr(kdspectra.models.teachers, "build_teacher", lambda spec, device: teacher)
     prepare_digits(tmp_path)
     training = {
         "augment": {"crop_padding": 4, "jitter": 0.4, "grayscale_p": 0.2},
@@ -310,9 +310,9 @@ def test_a_deterministic_training_failure_is_not_repeated_by_a_retry(
 ) -> None:
     """A NaN loss fails the same way on every retry: the retry stops at once instead of
     training again; new settings (or inputs) lift the marker; success removes it."""
-    import kdspectra.train
-    from kdspectra.failures import RepeatedFailureError, marker_path
-    from kdspectra.train_record import NonFiniteLossError
+    import kdspectra.training.loop
+    from kdspectra.training.failures import RepeatedFailureError, marker_path
+    from kdspectra.training.record import NonFiniteLossError
 
     prepare_digits(tmp_path)
     _, labels = stages.load_split(tmp_path, "train")
@@ -326,7 +326,7 @@ def test_a_deterministic_training_failure_is_not_repeated_by_a_retry(
             raise NonFiniteLossError("non-finite loss at epoch 1, step 3/11")
         return {}
 
-    monkeypatch.setattr(kdspectra.train, "train_student", nan_at_high_lr)
+    monkeypatch.setattr(kdspectra.training.loop, "train_student", nan_at_high_lr)
     training = _paper_config()["training"] | {"lr": 0.5}
     ckpt = tmp_path / "ckpt" / "seed0.pt"
     out = {k: tmp_path / f"out.{k}" for k in ("weights", "metrics", "meta")}

@@ -14,7 +14,7 @@ import pytest
 
 from kdspectra.cli import main
 from kdspectra.errors import ArtifactError
-from kdspectra.stagetimes import COLUMNS, read_jobs, stage_times, to_markdown
+from kdspectra.runtime.stagetimes import COLUMNS, read_jobs, stage_times, to_markdown
 
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time"
 

@@ -7,7 +7,7 @@ import torch
 
 from kdspectra import registry
 from kdspectra.errors import ConfigError
-from kdspectra.students import (
+from kdspectra.models.students import (
     ScalableCNN,
     TokenTransformer,
     build_student,

@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kdspectra import paper, render, tables
 from kdspectra.errors import ArtifactError
-from kdspectra.provenance import Provenance
+from kdspectra.paper import comparison as paper
+from kdspectra.report import render, tables
+from kdspectra.report.provenance import Provenance
 
 PARAMS = {
     "teacher": 87_849_216,

@@ -30,7 +30,7 @@ from PIL import Image
 from timm.data import create_transform, resolve_data_config
 
 from kdspectra.errors import ArtifactError, ConfigError, DataError, KdspectraError
-from kdspectra.teachers import Teacher, build_teacher, parse_spec, preprocess_batch
+from kdspectra.models.teachers import Teacher, build_teacher, parse_spec, preprocess_batch
 
 CLIP_SIZE, DINO_SIZE, TINY_SIZE = 64, 56, 32
 TOLERANCE = 0.04
@@ -358,7 +358,7 @@ def test_every_registered_library_has_one_loader() -> None:
     # build_teacher dispatches on the schema-validated library name; a name the registry
     # (and so the schema) accepts without a loader would fail only at build time.
     from kdspectra import registry
-    from kdspectra.teacher_libraries import LOADERS
+    from kdspectra.models.teacher_libraries import LOADERS
 
     assert sorted(LOADERS) == sorted(registry.TEACHER_LIBRARIES)
 

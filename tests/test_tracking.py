@@ -19,18 +19,18 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import distillation_data
-from kdspectra import geometry
-from kdspectra.dynamics import fig4_data
 from kdspectra.errors import ArtifactError, ConfigError
-from kdspectra.figures import build, fig4
-from kdspectra.inference import embed_images, load_student
-from kdspectra.tracking import (
+from kdspectra.metrics import geometry
+from kdspectra.models.inference import embed_images, load_student
+from kdspectra.report.dynamics import fig4_data
+from kdspectra.report.figures import build, fig4
+from kdspectra.training.loop import METRIC_COLUMNS, TrainConfig, train_student
+from kdspectra.training.tracking import (
     TRACK_COLUMNS,
     resolve_track_every,
     track_indices,
     tracked_epochs,
 )
-from kdspectra.train import METRIC_COLUMNS, TrainConfig, train_student
 
 N, D, STUDENT = 64, 24, "cnn_s"
 CFG = TrainConfig(
@@ -246,10 +246,10 @@ def test_fig4_is_planned_only_when_training_tracks() -> None:
     import yaml
 
     from kdspectra.config import load_schema, validate_config
-    from kdspectra.report_plan import plan_report
+    from kdspectra.report.plan import plan_report
 
     repo = Path(__file__).resolve().parents[1]
-    schema = load_schema(repo / "workflow" / "schemas" / "config.schema.yaml")
+    schema = load_schema(repo / "src" / "kdspectra" / "config.schema.yaml")
     paper = yaml.safe_load((repo / "config.yaml").read_text())
     plan = plan_report(validate_config(paper, schema))
     assert plan.include["fig4"]["objectives"] == ["cosine", "cosine_infonce"]
@@ -264,7 +264,7 @@ def test_fig4_stage_writes_the_table_and_its_provenance(
     data: Any, tracked: dict[str, Path], tmp_path: Path
 ) -> None:
     from kdspectra import stages
-    from kdspectra.provenance import Provenance
+    from kdspectra.report.provenance import Provenance
 
     prov = Provenance(commit="abc123", config_hash="f00", teacher_weights={"t": "random-init"})
     out = {"csv": tmp_path / "fig4.csv", "provenance": tmp_path / "fig4.provenance.json"}

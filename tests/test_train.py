@@ -24,10 +24,9 @@ from safetensors.torch import load_file
 
 from conftest import distillation_data
 from kdspectra.errors import ArtifactError, ConfigError
-from kdspectra.inference import embed_images, load_student
-from kdspectra.losses import cosine_distillation
-from kdspectra.students import build_student
-from kdspectra.train import (
+from kdspectra.models.inference import embed_images, load_student
+from kdspectra.models.students import build_student
+from kdspectra.training.loop import (
     METRIC_COLUMNS,
     NonFiniteLossError,
     NonFiniteParametersError,
@@ -36,6 +35,7 @@ from kdspectra.train import (
     train_student,
     warmup_cosine,
 )
+from kdspectra.training.losses import cosine_distillation
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 N, D, STUDENT = 64, 24, "cnn_s"
@@ -237,7 +237,7 @@ SIGTERM_SCRIPT = """
 import os, signal, sys
 from pathlib import Path
 import numpy as np, torch
-from kdspectra.train import TrainConfig, train_student
+from kdspectra.training.loop import TrainConfig, train_student
 
 torch.set_num_threads(1)
 
@@ -306,7 +306,7 @@ def test_unreadable_checkpoint_is_an_artifact_error(
 def test_non_finite_loss_names_epoch_step_and_parts(
     data: tuple[np.ndarray, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import kdspectra.train_run as train_module
+    import kdspectra.training.run as train_module
 
     built: list[torch.nn.Module] = []
 
@@ -338,7 +338,7 @@ def test_non_finite_parameters_never_reach_a_checkpoint(
     data: tuple[np.ndarray, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A NaN that the loss does not show (a parameter off the forward path) is still caught."""
-    import kdspectra.train_run as train_module
+    import kdspectra.training.run as train_module
 
     built: list[torch.nn.Module] = []
 
@@ -436,7 +436,7 @@ def test_infonce_weight_zero_trains_bit_identically_to_cosine(
 
 def test_cosine_loss_averages_both_views() -> None:
     """L_cos = ½(cos-loss(view 1) + cos-loss(view 2)), against an independent numpy form."""
-    from kdspectra.train import compute_loss
+    from kdspectra.training.loop import compute_loss
 
     rng = np.random.default_rng(1)
     s, t = rng.standard_normal((2, 8, 5))
@@ -462,8 +462,8 @@ def test_same_view_targets_are_the_teacher_embedding_of_that_view(
     """teacher_view: same replays cached view k of image i exactly: a 'teacher' that is a
     fixed linear map of the pixels, applied to the extracted views, gives back exactly the
     targets training pairs with each student view."""
-    from kdspectra.data import apply_view, cached_view_params
-    from kdspectra.train import build_run, make_views
+    from kdspectra.data.views import apply_view, cached_view_params
+    from kdspectra.training.loop import build_run, make_views
 
     images, _ = data
     cfg = dataclasses.replace(CFG, teacher_view="same", teacher_views_seed=3)
@@ -499,7 +499,7 @@ def test_same_view_needs_a_k_by_n_teacher_array(
 
 
 def test_cached_views_depend_on_the_seed_only() -> None:
-    from kdspectra.data import cached_view_params
+    from kdspectra.data.views import cached_view_params
 
     kw = {"crop_padding": 4, "jitter": 0.4, "grayscale_p": 0.2}
     a, b = cached_view_params(50, 3, 7, **kw), cached_view_params(50, 3, 7, **kw)

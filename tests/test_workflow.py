@@ -156,8 +156,8 @@ def test_every_student_run_is_consistent(tiny_run: Path) -> None:
     tables quote the trained model's size. Across the run the students are closer to
     their own teacher rows than to shuffled ones. (Not per student: after the tiny
     config's 11 steps at 1/8 width, 2 of the 10 are at chance, gaps -1e-6 to +4e-4.)"""
-    from kdspectra.spectrum import effective_rank
-    from kdspectra.tables import ABLATION_NAMES, STUDENT_NAMES
+    from kdspectra.metrics.spectrum import effective_rank
+    from kdspectra.report.tables import ABLATION_NAMES, STUDENT_NAMES
 
     resolved = yaml.safe_load((tiny_run / "config.resolved.yaml").read_text())
     exp, report = resolved["experiments"]["clip_digits"], resolved["report"]

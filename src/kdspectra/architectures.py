@@ -1,4 +1,5 @@
-"""Student architectures as data: the torch-free configs that :mod:`kdspectra.students` builds.
+"""Student architectures as data: the torch-free configs that
+:mod:`kdspectra.models.students` builds.
 
 They live apart from the torch modules so that :mod:`kdspectra.registry` (imported when the
 Snakefile is parsed, once per cluster job) can hold every student's architecture without
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class CNNConfig:
-    """A :class:`~kdspectra.students.ScalableCNN`: stem width, per-stage widths and
+    """A :class:`~kdspectra.models.students.ScalableCNN`: stem width, per-stage widths and
     residual blocks per stage.
 
     ``width`` is the paper's width factor; it multiplies every channel count.
@@ -26,7 +27,7 @@ class CNNConfig:
 
 @dataclass(frozen=True)
 class TransformerConfig:
-    """A :class:`~kdspectra.students.TokenTransformer`: token stem (``"conv"`` or
+    """A :class:`~kdspectra.models.students.TokenTransformer`: token stem (``"conv"`` or
     ``"patch"``) and encoder size.
 
     ``stem_channels`` are the intermediate conv widths of the ``conv`` stem (the last conv

@@ -1,8 +1,8 @@
 """``kdspectra`` command line: the paper's effective rank for your own embeddings.
 
 ``kdspectra geometry EMB`` reads an N×D matrix (rows = samples) from ``.npy``, ``.npz``,
-``.pt``/``.pth``, ``.safetensors``, ``.parquet`` or ``.csv`` (:mod:`kdspectra.embedding_files`)
-and prints every metric of :mod:`kdspectra.geometry` as a table, or as one JSON object
+``.pt``/``.pth``, ``.safetensors``, ``.parquet`` or ``.csv`` (:mod:`kdspectra.data.embedding_files`)
+and prints every metric of :mod:`kdspectra.metrics.geometry` as a table, or as one JSON object
 with ``--json``; ``--labels`` adds the per-class effective rank, ``--reference`` (e.g. the
 teacher's embeddings of the same images) adds linear CKA and the mean cosine to it.
 ``kdspectra rank EMB`` is the short alias: the entropy effective rank the paper uses (and,
@@ -20,10 +20,14 @@ import math
 import sys
 from pathlib import Path
 
-from kdspectra.embedding_files import SUFFIXES, read_embeddings, read_labels
+from kdspectra.data.embedding_files import SUFFIXES, read_embeddings, read_labels
 from kdspectra.errors import KdspectraError
 from kdspectra.io import save_csv, save_figure
-from kdspectra.spectrum import VARIANT_LABELS, effective_rank_from_singular_values, singular_values
+from kdspectra.metrics.spectrum import (
+    VARIANT_LABELS,
+    effective_rank_from_singular_values,
+    singular_values,
+)
 
 EXIT_USAGE = 2
 FORMATS = ", ".join(SUFFIXES)
@@ -80,7 +84,8 @@ def _parser() -> argparse.ArgumentParser:
         help="a synthetic (NOT CIFAR-C) corruption archive of a prepared test split",
         description="Write a tar in the CIFAR-10-C layout (SYNTHETIC-C/<corruption>.npy, "
         "labels.npy) from DATA/test_images.npy and test_labels.npy, for tests and offline "
-        "demos (kdspectra.corruption_fixture); prints its md5 for datasets.<name>.corruptions.",
+        "demos (kdspectra.data.corruption_fixture); prints its md5 for "
+        "datasets.<name>.corruptions.",
     )
     fixture.add_argument("--data", type=Path, required=True, help="e.g. results/data/digits")
     fixture.add_argument("--out", type=Path, required=True, help="the .tar to write")
@@ -116,7 +121,7 @@ def _json_value(value: object) -> object:
 
 
 def _geometry(args: argparse.Namespace) -> int:
-    from kdspectra.geometry import geometry_metrics
+    from kdspectra.metrics.geometry import geometry_metrics
 
     emb = read_embeddings(args.file, args.key)
     labels = None if args.labels is None else read_labels(args.labels, len(emb.array))
@@ -141,7 +146,7 @@ def _geometry(args: argparse.Namespace) -> int:
             shown = "—" if value is None else f"{value:.4f}" if isinstance(value, float) else value
             print(f"  {name:<26} {shown!s:>10}   {METRIC_HELP.get(name, '')}")
     if args.plot is not None:
-        from kdspectra.geometry_plot import save_spectrum_plot  # matplotlib only when asked
+        from kdspectra.report.geometry_plot import save_spectrum_plot  # matplotlib only when asked
 
         s = singular_values(emb.array)
         save_spectrum_plot(s, args.plot, title=f"Spectrum of {args.file.name}",
@@ -159,7 +164,7 @@ def _rank(args: argparse.Namespace) -> int:
         er = effective_rank_from_singular_values(s, v)
         print(f"{VARIANT_LABELS[v]}: {er:.4f}")
     if args.plot is not None:
-        from kdspectra.figures import DPI, fig1  # matplotlib only when a plot is asked for
+        from kdspectra.report.figures import DPI, fig1  # matplotlib only when a plot is asked for
 
         fig = fig1({args.file.stem: s}, title=f"Singular value spectrum of {args.file.name}")
         save_figure(fig, args.plot, dpi=DPI)  # format from the suffix: .png, .pdf, .svg
@@ -168,7 +173,7 @@ def _rank(args: argparse.Namespace) -> int:
 
 
 def _stage_times(args: argparse.Namespace) -> int:
-    from kdspectra.stagetimes import stage_times, to_markdown  # pandas only when asked for
+    from kdspectra.runtime.stagetimes import stage_times, to_markdown  # pandas only when asked for
 
     table = stage_times(args.run_dir)
     print(to_markdown(table, title=f"Per-stage time of {args.run_dir}"), end="")
@@ -179,8 +184,8 @@ def _stage_times(args: argparse.Namespace) -> int:
 
 
 def _corruptions_fixture(args: argparse.Namespace) -> int:
-    from kdspectra.corruption_fixture import write_fixture
-    from kdspectra.download import md5sum
+    from kdspectra.data.corruption_fixture import write_fixture
+    from kdspectra.data.download import md5sum
 
     path = write_fixture(args.data, args.out, seed=args.seed)
     print(f"{path}: synthetic corruption archive (not CIFAR-C), md5 {md5sum(path)}")

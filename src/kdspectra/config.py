@@ -11,6 +11,7 @@ import copy
 import os
 import re
 from collections.abc import Iterator, Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +20,24 @@ import yaml
 
 from kdspectra import registry
 from kdspectra.errors import ConfigError
-from kdspectra.registry import DEFAULT_FORMATS, OFFLINE_FORMATS, TEACHER_MODEL, ModelId
+from kdspectra.registry import (
+    CORRUPTION_SOURCES,
+    DEFAULT_FORMATS,
+    OFFLINE_FORMATS,
+    TEACHER_MODEL,
+    ModelId,
+)
 
 # A `pretrained` string that ends in one of these names a local weights file, not a tag.
 WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".safetensors", ".ckpt", ".npz")
 # `pretrained` / `model` prefixes that the libraries resolve themselves (never a file of ours).
 HUB_PREFIXES = ("hf-hub:", "local-dir:")
 # The schema the Snakefile validates with; library code that receives one config entry
-# (kdspectra.teachers.parse_spec) validates it against the same rules.
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+# (kdspectra.models.teachers.parse_spec) validates it against the same rules.
+# It is package data (read through importlib.resources), so an installed wheel validates
+# exactly as a checkout does.
+SCHEMA_FILE = "config.schema.yaml"
+SCHEMA_PATH = Path(str(resources.files("kdspectra").joinpath(SCHEMA_FILE)))
 # A run name is one folder under results/; the schema's `name` pattern says the same.
 RUN_NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 # Folders under results/ that every run shares: prepared data, downloads, job logs, and
@@ -198,16 +208,15 @@ def dataset_of_key(config: Mapping[str, Any], key: str) -> str:
 
 def corruption_source(config: Mapping[str, Any], dataset: str) -> dict[str, str]:
     """``{url, md5}`` of ``dataset``'s corruption archive: ``datasets.<name>.corruptions``,
-    else the published archive for that name (:data:`kdspectra.corruptions.SOURCES`), the
+    else the published archive for that name (:data:`kdspectra.registry.CORRUPTION_SOURCES`), the
     way a dataset's ``format`` is inferred from its name."""
-    from kdspectra.corruptions import SOURCES
 
-    spec = config["datasets"][dataset].get("corruptions") or SOURCES.get(dataset)
+    spec = config["datasets"][dataset].get("corruptions") or CORRUPTION_SOURCES.get(dataset)
     if spec is None:
         raise ConfigError(
             f"config key 'datasets.{dataset}.corruptions': evaluation.corruptions is on but "
             f"no corruption archive is known for {dataset!r} (defaults exist for "
-            f"{sorted(SOURCES)}); expected {{url, md5}} of a <DIR>/<corruption>.npy tar"
+            f"{sorted(CORRUPTION_SOURCES)}); expected {{url, md5}} of a <DIR>/<corruption>.npy tar"
         )
     return {"url": str(spec["url"]), "md5": str(spec["md5"])}
 
@@ -255,7 +264,7 @@ def experiment_models(config: Mapping[str, Any], experiment: str) -> list[str]:
 
 
 def probe_options(evaluation: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``evaluation`` section as :func:`kdspectra.probe.fit_probe` keyword arguments.
+    """The ``evaluation`` section as :func:`kdspectra.metrics.probe.fit_probe` keyword arguments.
 
     Rules pass only these (not the whole section) so that changing, say, the noise levels
     does not re-run teacher extraction through Snakemake's params trigger.
@@ -356,7 +365,7 @@ def _check_report(config: Mapping[str, Any]) -> Iterator[str]:
 
     Students or objectives they lack are not an error: the tables and figures those
     experiments cannot fill are left out of the run, with a note
-    (:func:`kdspectra.report_plan.plan_report`).
+    (:func:`kdspectra.report.plan.plan_report`).
     """
     enabled = enabled_experiments(config)
     for key in ("tables", "figures"):
@@ -375,7 +384,7 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dic
     names), then cross-key checks (references between sections, files that must exist).
     CUDA is not checked here: the machine that parses the Snakefile
     (a cluster's login node) is not the one that computes; the jobs check it
-    (:func:`kdspectra.device.resolve_device`).
+    (:func:`kdspectra.runtime.device.resolve_device`).
     """
     for problem in _check_name(config):
         raise ConfigError(problem)

@@ -33,7 +33,7 @@ class StudentEntry:
 
     ``params_budget`` is the paper's parameter count (with a 512-d head), which the
     students' tests hold each architecture to; ``architecture`` is a torch-free config that
-    :func:`kdspectra.students.build_student` turns into a module.
+    :func:`kdspectra.models.students.build_student` turns into a module.
     """
 
     name: str
@@ -56,11 +56,11 @@ class ObjectiveEntry:
 
 
 # Student-S/M/L share one config up to the width factor. The widths were chosen so that
-# all three land near 0.5M/2.0M/8.0M with a 512-d head (see kdspectra.students).
+# all three land near 0.5M/2.0M/8.0M with a 512-d head (see kdspectra.models.students).
 _CNN_BASE: dict[str, Any] = {"stem": 20, "widths": (20, 40, 80), "blocks": (0, 3, 3)}
 
 _STUDENTS: dict[str, StudentEntry] = {}
-# Builders of students whose architecture kdspectra.students does not know: name ->
+# Builders of students whose architecture kdspectra.models.students does not know: name ->
 # callable(embed_dim, width_mult) -> torch module.
 _BUILDERS: dict[str, Callable[[int, float], Any]] = {}
 _OBJECTIVES: dict[str, ObjectiveEntry] = {
@@ -81,13 +81,25 @@ DEFAULT_FORMATS: dict[str, str] = {
 }
 # Formats that need no download (the data ships inside an installed package).
 OFFLINE_FORMATS: frozenset[str] = frozenset({"sklearn-digits"})
+# The published archives (Zenodo), keyed by the config's dataset name; the config's
+# ``datasets.<name>.corruptions: {url, md5}`` defaults to these. 2.9 GB each.
+CORRUPTION_SOURCES: dict[str, dict[str, str]] = {
+    "cifar10": {
+        "url": "https://zenodo.org/records/2535967/files/CIFAR-10-C.tar",
+        "md5": "56bf5dcef84df0e2308c6dcbcbbd8499",
+    },
+    "cifar100": {
+        "url": "https://zenodo.org/records/3555552/files/CIFAR-100-C.tar",
+        "md5": "11f0ed0f1191edbf9fa23466ae6021d3",
+    },
+}
 
 
 def register_student(
     entry: StudentEntry, builder: Callable[[int, float], Any] | None = None
 ) -> None:
     """Add a student; ``builder(embed_dim, width_mult)`` builds it when its architecture is
-    not one that :mod:`kdspectra.students` knows (CNNConfig, TransformerConfig)."""
+    not one that :mod:`kdspectra.models.students` knows (CNNConfig, TransformerConfig)."""
     if not re.fullmatch(STUDENT_NAME_RE, entry.name):
         raise ConfigError(
             f"student name: expected {STUDENT_NAME_RE} (it is a Snakemake wildcard and a "

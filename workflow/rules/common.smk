@@ -26,24 +26,24 @@ from kdspectra.config import (
     probe_options,
     validate_config,
 )
-from kdspectra import resources as req
-from kdspectra.device import FALLBACK_ENV
+from kdspectra.runtime import resources as req
+from kdspectra.runtime.device import FALLBACK_ENV
 from kdspectra.errors import ConfigError
-from kdspectra.provenance import config_hash, git_commit
+from kdspectra.report.provenance import config_hash, git_commit
 from kdspectra.registry import (
     TEACHER_MODEL,
     ModelId,
     objective_names,
     objective_pattern,
 )
-from kdspectra import report_options
-from kdspectra.report_plan import plan_report
+from kdspectra.report import options as report_options
+from kdspectra.report.plan import plan_report
 from snakemake.logging import logger
 
 try:
     _resolved = validate_config(
         config,
-        load_schema(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"),
+        load_schema(Path(workflow.basedir) / "src/kdspectra/config.schema.yaml"),
     )
 except ConfigError as exc:
     raise WorkflowError(f"invalid config: {exc}") from None
@@ -56,7 +56,7 @@ ENV = "../../envs/kdspectra.yaml"
 # GPU rules ask the scheduler for one GPU unless the run is pinned to the CPU (on a
 # cluster the submit host has no GPU, so `auto` must still request one).
 GPU = 0 if config["device"] == "cpu" else 1
-# The jobs check CUDA themselves (kdspectra.device.resolve_device); `allow_cpu_fallback`
+# The jobs check CUDA themselves (kdspectra.runtime.device.resolve_device); `allow_cpu_fallback`
 # reaches them as the environment variable every job inherits from this process (local
 # jobs directly, SLURM jobs through sbatch, which exports the submitter's environment).
 if config["allow_cpu_fallback"]:
@@ -282,7 +282,7 @@ def teacher_metas():
 
 def provenance():
     """Commit, config hash and the teachers' meta.json, stamped on every table/figure
-    (kdspectra.provenance reads the weights actually loaded from the meta.json)."""
+    (kdspectra.report.provenance reads the weights actually loaded from the meta.json)."""
     return {
         "commit": git_commit(workflow.basedir),
         "config_hash": config_hash(config),
@@ -295,7 +295,7 @@ def table_options(kind):
 
 
 # ---------------------------------------------------------------- resources
-# Requests derived from the work (kdspectra.resources: formulas, constants and the
+# Requests derived from the work (kdspectra.runtime.resources: formulas, constants and the
 # measured peaks they cover); each grows with `attempt` when --retries resubmits a job.
 
 

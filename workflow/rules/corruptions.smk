@@ -1,8 +1,8 @@
 # Corruption stage (issue 17): CIFAR-10-C / CIFAR-100-C, 19 corruptions x 5 severities,
 # scored for every model with the noise stage's clean-fitted probe and kNN. Only when
 # evaluation.corruptions names any (the rules exist always; `all` asks for their outputs
-# through kdspectra.report_plan). The archive is read member by member, checked whole
-# before any embedding (kdspectra.corruptions). The teacher is measured once per dataset
+# through kdspectra.report.plan). The archive is read member by member, checked whole
+# before any embedding (kdspectra.data.corruptions). The teacher is measured once per dataset
 # and teacher (its probe is fitted on the same clean rows in every experiment), as for noise.
 # download_corruptions: like `download` (data.smk), localrule and `retries: 0`.
 
@@ -34,7 +34,7 @@ rule download_corruptions:
 
 
 # A synthetic archive in the published layout from a prepared test split, for tests and
-# the offline demo (kdspectra.corruption_fixture; directory SYNTHETIC-C, NOT CIFAR-C).
+# the offline demo (kdspectra.data.corruption_fixture; directory SYNTHETIC-C, NOT CIFAR-C).
 # config/demo-corruptions.yaml points its url here with a relative file: URL.
 rule corruptions_fixture:
     input:

@@ -6,7 +6,7 @@
 # and fetching the same md5 from another mirror must not redo the download and prepare.
 #
 # Retries: Snakemake's (`--retries`, the SLURM profile's `retries: 2`) repeat a job whatever
-# failed. The download's failures that remain after kdspectra.download's own retries
+# failed. The download's failures that remain after kdspectra.data.download's own retries
 # (connection errors, 5xx and short reads, with exponential backoff) are deterministic:
 # checksum mismatch, HTTP 404, a bad URL. So `retries: 0` overrides the profile there.
 # prepare_dataset keeps the profile's retries: its input is md5-verified, so what fails it

@@ -35,7 +35,7 @@ rule measure_noise:
         f"{RUN}/benchmarks/measure_noise/{{experiment}}/{{model}}.tsv"
     conda:
         ENV
-    # The probe's BLAS runs on one thread (kdspectra.probe.BLAS_THREADS): more would
+    # The probe's BLAS runs on one thread (kdspectra.metrics.probe.BLAS_THREADS): more would
     # only hold cores that another model's probe can use.
     threads: 1
     resources:

@@ -1,7 +1,7 @@
 """Rule claims: each claim of the paper judged on this run -> claims.{csv,md}."""
 
 from kdspectra import stages
-from kdspectra.logs import job
+from kdspectra.runtime.logs import job
 
 with job(snakemake.log[0], snakemake.threads):
     stages.claims(snakemake.input, snakemake.output, snakemake.params)

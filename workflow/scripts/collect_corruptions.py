@@ -1,7 +1,7 @@
 """Rule collect_corruptions: every model's corruption accuracies in one table."""
 
 from kdspectra import stages
-from kdspectra.logs import job
+from kdspectra.runtime.logs import job
 
 with job(snakemake.log[0], snakemake.threads):
     stages.collect_corruptions(snakemake.input, snakemake.output, snakemake.params)

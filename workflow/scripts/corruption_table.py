@@ -1,7 +1,7 @@
 """Rule corruption_table: tables/corruptions.{csv,md} with its provenance sidecar."""
 
 from kdspectra import stages
-from kdspectra.logs import job
+from kdspectra.runtime.logs import job
 
 with job(snakemake.log[0], snakemake.threads):
     stages.corruption_table(snakemake.input, snakemake.output, snakemake.params)

@@ -1,7 +1,7 @@
 """Rule corruptions_fixture: a synthetic (NOT CIFAR-C) corruption archive of a test split."""
 
 from kdspectra import stages
-from kdspectra.logs import job
+from kdspectra.runtime.logs import job
 
 with job(snakemake.log[0], snakemake.threads):
     stages.corruptions_fixture(snakemake.input, snakemake.output, snakemake.params)

@@ -2,7 +2,7 @@
 
 from kdspectra import stages
 from kdspectra.config import corruption_source
-from kdspectra.logs import job
+from kdspectra.runtime.logs import job
 
 # The URL is no param (see data.smk): another mirror of the same md5 must not rerun the job.
 url = corruption_source(snakemake.config, snakemake.wildcards.dataset)["url"]

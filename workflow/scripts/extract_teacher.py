@@ -1,7 +1,7 @@
 """Rule extract_teacher: teacher embeddings of train and test, metadata, sanity metrics."""
 
 from kdspectra import stages
-from kdspectra.logs import job
+from kdspectra.runtime.logs import job
 
 with job(snakemake.log[0], snakemake.threads):
     stages.extract_teacher(snakemake.input, snakemake.output, snakemake.params)

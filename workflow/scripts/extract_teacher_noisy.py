@@ -1,7 +1,7 @@
 """Rule extract_teacher_noisy: teacher embeddings of the test split at every noise level."""
 
 from kdspectra import stages
-from kdspectra.logs import job
+from kdspectra.runtime.logs import job
 
 with job(snakemake.log[0], snakemake.threads):
     stages.extract_teacher_noisy(snakemake.input, snakemake.output, snakemake.params)

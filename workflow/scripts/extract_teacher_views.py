@@ -1,7 +1,7 @@
 """Rule extract_teacher_views: teacher embeddings of K cached, seeded views per train image."""
 
 from kdspectra import stages
-from kdspectra.logs import job
+from kdspectra.runtime.logs import job
 
 with job(snakemake.log[0], snakemake.threads):
     stages.extract_teacher_views(snakemake.input, snakemake.output, snakemake.params)

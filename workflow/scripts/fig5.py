@@ -1,7 +1,7 @@
 """Rule fig5: Figure 5, accuracy under common corruptions per family."""
 
 from kdspectra import stages
-from kdspectra.logs import job
+from kdspectra.runtime.logs import job
 
 with job(snakemake.log[0], snakemake.threads):
     stages.fig5(snakemake.input, snakemake.output, snakemake.params)

@@ -1,7 +1,7 @@
 """Rule measure_corruptions_teacher / _student: one model's accuracy on every corruption set."""
 
 from kdspectra import stages
-from kdspectra.logs import job
+from kdspectra.runtime.logs import job
 
 with job(snakemake.log[0], snakemake.threads):
     stages.measure_corruptions(snakemake.input, snakemake.output, snakemake.params)

@@ -1,7 +1,7 @@
 """Rule paper_comparison: every number of the paper beside ours."""
 
 from kdspectra import stages
-from kdspectra.logs import job
+from kdspectra.runtime.logs import job
 
 with job(snakemake.log[0], snakemake.threads):
     stages.paper_comparison(snakemake.input, snakemake.output, snakemake.params)

@@ -1,7 +1,7 @@
 """Rule resolved_config: record the exact config (defaults filled in) the run used."""
 
 from kdspectra import stages
-from kdspectra.logs import job
+from kdspectra.runtime.logs import job
 
 with job(snakemake.log[0], snakemake.threads):
     stages.resolved_config(snakemake.input, snakemake.output, snakemake.params)

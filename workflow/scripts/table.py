@@ -1,7 +1,7 @@
 """Rules table and data_table: render one table as CSV (and Markdown/LaTeX when asked)."""
 
 from kdspectra import stages
-from kdspectra.logs import job
+from kdspectra.runtime.logs import job
 
 with job(snakemake.log[0], snakemake.threads):
     stages.table(snakemake.input, snakemake.output, snakemake.params)

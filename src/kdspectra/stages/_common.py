@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from kdspectra.embeddings import load_labels
+from kdspectra.data.embeddings import load_labels
 from kdspectra.io import load_json, load_npy
 
 # One logger for every stage, as before the split: log filters and tests name it.
@@ -38,7 +38,7 @@ def load_split(data_dir: PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
 def _load_trained(weights: PathLike, meta_path: PathLike, device: Any) -> Any:
     """A trained student from its ``.safetensors`` and the meta.json training wrote (which
     names its architecture and widths)."""
-    from kdspectra.inference import load_student
+    from kdspectra.models.inference import load_student
 
     meta = load_json(meta_path)
     return load_student(

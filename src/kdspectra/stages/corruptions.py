@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kdspectra.embeddings import load_embeddings, load_labels
+from kdspectra.data.embeddings import load_embeddings, load_labels
 from kdspectra.io import save_csv, save_json, save_parquet, save_text
-from kdspectra.provenance import Provenance
+from kdspectra.report.provenance import Provenance
 from kdspectra.stages._common import Named, _load_trained, _named, log
 from kdspectra.stages.evaluate import (
     KNN_K,
@@ -27,7 +27,7 @@ from kdspectra.stages.evaluate import (
 def download_corruptions(inputs: Named, outputs: Named, params: Named) -> None:
     """Fetch one corruption archive (``outputs.archive``) from ``params.url``, verify
     ``params.md5``: the same verified download as the datasets'."""
-    from kdspectra.download import download as fetch
+    from kdspectra.data.download import download as fetch
 
     params = _named(params)
     fetch(params["url"], params["md5"], Path(_named(outputs)["archive"]))
@@ -36,19 +36,19 @@ def download_corruptions(inputs: Named, outputs: Named, params: Named) -> None:
 def corruptions_fixture(inputs: Named, outputs: Named, params: Named) -> None:
     """A synthetic corruption archive (``outputs.archive``, directory SYNTHETIC-C, never
     CIFAR-C) of the prepared test split in ``params.data_dir``
-    (:func:`kdspectra.corruption_fixture.write_fixture`)."""
-    from kdspectra.corruption_fixture import write_fixture
+    (:func:`kdspectra.data.corruption_fixture.write_fixture`)."""
+    from kdspectra.data.corruption_fixture import write_fixture
 
     write_fixture(_named(params)["data_dir"], _named(outputs)["archive"])
 
 
 def measure_corruptions(inputs: Named, outputs: Named, params: Named) -> None:
     """One model's probe and kNN accuracy on every (corruption, severity) set of
-    ``inputs.archive`` (``outputs.accuracy``: :func:`kdspectra.corruptions.score_corruptions`
+    ``inputs.archive`` (``outputs.accuracy``: :func:`kdspectra.data.corruptions.score_corruptions`
     columns plus ``knn<k>_accuracy`` per ``params.knn_k``, ``knn_accuracy`` = the first k,
     and ``probe_C``).
 
-    The probe is the noise stage's: :func:`kdspectra.probe.fit_probe` with ``params.probe``
+    The probe is the noise stage's: :func:`kdspectra.metrics.probe.fit_probe` with ``params.probe``
     on the model's clean ``inputs.train`` embeddings and ``train_labels``, so the
     accuracies sit on the noise curve's scale. The model is a student when ``inputs``
     names its ``weights`` and ``meta``, else the teacher ``params.spec``; it embeds each
@@ -59,9 +59,9 @@ def measure_corruptions(inputs: Named, outputs: Named, params: Named) -> None:
     import itertools
     from functools import partial
 
-    from kdspectra.corruptions import iter_corruption_sets, score_corruptions
-    from kdspectra.device import resolve_device
-    from kdspectra.probe import fit_probe
+    from kdspectra.data.corruptions import iter_corruption_sets, score_corruptions
+    from kdspectra.metrics.probe import fit_probe
+    from kdspectra.runtime.device import resolve_device
 
     inputs, params = _named(inputs), _named(params)
     ytr, yte = load_labels(inputs["train_labels"]), load_labels(inputs["test_labels"])
@@ -96,7 +96,7 @@ def _knn_scorer(
     temperature: float,
 ) -> float:
     """kNN accuracy of ``emb`` against the clean train embeddings (picklable, unlike a lambda)."""
-    from kdspectra.probe import knn_accuracy
+    from kdspectra.metrics.probe import knn_accuracy
 
     return knn_accuracy(xtr, ytr, emb, yte, k=k, temperature=temperature)
 
@@ -105,11 +105,11 @@ def _corruption_embedder(inputs: Named, params: Named, device: Any) -> Any:
     """uint8 images → fp32 embeddings of the student (``inputs.weights``) or the teacher."""
     bs = int(params["batch_size"])
     if "weights" in inputs:
-        from kdspectra.inference import embed_images
+        from kdspectra.models.inference import embed_images
 
         model = _load_trained(inputs["weights"], inputs["meta"], device)
         return lambda x: embed_images(model, x, device=device, batch_size=bs)
-    from kdspectra.teachers import build_teacher
+    from kdspectra.models.teachers import build_teacher
 
     teacher = build_teacher(params["spec"], device=device)
     return lambda x: teacher.embed(x, batch_size=bs)
@@ -137,8 +137,8 @@ def collect_corruptions(inputs: Named, outputs: Named, params: Named) -> None:
 
 def corruption_table(inputs: Named, outputs: Named, params: Named) -> None:
     """``tables/corruptions.{csv,md}`` (+ provenance sidecar) from the run's corruption
-    table and summary (:func:`kdspectra.corruption_tables.corruption_table`)."""
-    from kdspectra import corruption_tables, render
+    table and summary (:func:`kdspectra.report.corruption_tables.corruption_table`)."""
+    from kdspectra.report import corruption_tables, render
 
     inputs, out, params = _named(inputs), _named(outputs), _named(params)
     frame = corruption_tables.corruption_table(
@@ -155,8 +155,8 @@ def corruption_table(inputs: Named, outputs: Named, params: Named) -> None:
 
 def fig5(inputs: Named, outputs: Named, params: Named) -> None:
     """Figure 5 (``outputs.png``/``pdf``): accuracy vs severity per corruption family and
-    student, beside the Gaussian-noise curve (:func:`kdspectra.corruption_figure.fig5`)."""
-    from kdspectra.corruption_figure import fig5 as draw
+    student, beside the Gaussian-noise curve (:func:`kdspectra.report.corruption_figure.fig5`)."""
+    from kdspectra.report.corruption_figure import fig5 as draw
 
     inputs, out, params = _named(inputs), _named(outputs), _named(params)
     draw(

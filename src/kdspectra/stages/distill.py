@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from kdspectra.embeddings import load_embeddings, save_embeddings
+from kdspectra.data.embeddings import load_embeddings, save_embeddings
+from kdspectra.data.noise import embed_noisy
 from kdspectra.io import load_json, load_npy, save_npy
-from kdspectra.noise import embed_noisy
 from kdspectra.stages._common import Named, PathLike, _load_trained, _named, load_split
 
 
@@ -19,7 +19,7 @@ def train_student(inputs: Named, outputs: Named, params: Named) -> None:
     """Distil one student; resumes from ``params.checkpoint``.
 
     ``params`` holds ``student``, ``objective``, ``seed``, the config's ``training``
-    section (converted once, by :meth:`kdspectra.train_config.TrainConfig.from_config`),
+    section (converted once, by :meth:`kdspectra.training.config.TrainConfig.from_config`),
     ``device`` and ``data_dir``. ``inputs.teacher`` is the clean N×D train embeddings, or
     the K×N×D cached-view embeddings when ``training.teacher_view`` is ``same``;
     ``inputs.teacher_meta`` (the teacher's meta.json) supplies the weights source for the
@@ -28,12 +28,12 @@ def train_student(inputs: Named, outputs: Named, params: Named) -> None:
     ``test_noisy``), the same job embeds with the saved weights (:func:`embed_student`,
     ``params.embed_batch_size``, ``sigmas``, ``noise_seed``): one process and one torch
     start-up per model instead of two. A deterministic failure (NaN loss) is not repeated
-    by a scheduler retry (:mod:`kdspectra.failures`).
+    by a scheduler retry (:mod:`kdspectra.training.failures`).
     """
     import dataclasses
 
-    from kdspectra.failures import fail_fast_on_repeat, job_identity, marker_path
-    from kdspectra.train_config import TrainConfig
+    from kdspectra.training.config import TrainConfig
+    from kdspectra.training.failures import fail_fast_on_repeat, job_identity, marker_path
 
     inputs, out, params = _named(inputs), _named(outputs), _named(params)
     student, checkpoint = params["student"], params["checkpoint"]
@@ -60,8 +60,8 @@ def train_student(inputs: Named, outputs: Named, params: Named) -> None:
 def _train(
     student: str, cfg: Any, params: Named, inputs: Named, out: Mapping[str, PathLike]
 ) -> None:
-    from kdspectra.device import resolve_device
-    from kdspectra.train import train_student as train
+    from kdspectra.runtime.device import resolve_device
+    from kdspectra.training.loop import train_student as train
 
     images, labels = load_split(params["data_dir"], "train")
     if cfg.teacher_view == "same":
@@ -106,8 +106,8 @@ def embed_student(
     Rows keep the teacher's order (row i = image i of the split), so spectra, cosine to
     the teacher and probes compare like with like.
     """
-    from kdspectra.device import resolve_device
-    from kdspectra.inference import embed_images
+    from kdspectra.models.inference import embed_images
+    from kdspectra.runtime.device import resolve_device
 
     device = resolve_device(device_name)
     model = _load_trained(weights, meta, device)

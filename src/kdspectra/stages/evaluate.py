@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kdspectra.embeddings import load_embeddings, load_labels
+from kdspectra.data.embeddings import load_embeddings, load_labels
 from kdspectra.errors import ArtifactError
-from kdspectra.geometry import SPECTRUM_METRICS
 from kdspectra.io import load_json, load_npy, save_json, save_parquet
+from kdspectra.metrics.geometry import SPECTRUM_METRICS
 from kdspectra.registry import TEACHER_MODEL, ModelId
 from kdspectra.stages._common import Named, PathLike, _named
 
@@ -24,7 +24,7 @@ def measure_spectrum(inputs: Named, outputs: Named, params: Named) -> None:
 
     Records ``effective_rank`` (raw rows: the paper's number), ``effective_rank_l2``
     (rows L2-normalised first), ``norm_cv`` and ``rank_ceiling``, and beside them every
-    metric of :func:`kdspectra.geometry.geometry_metrics` (RankMe, participation ratio,
+    metric of :func:`kdspectra.metrics.geometry.geometry_metrics` (RankMe, participation ratio,
     stable rank, α-ReQ with its R², fit bounds ``params.alpha_req_fit`` and point count,
     uniformity with its subsample size): researchers compare several and each catches
     what ER misses. For students (those with an ``inputs.teacher``, the teacher's test
@@ -36,8 +36,8 @@ def measure_spectrum(inputs: Named, outputs: Named, params: Named) -> None:
     named here instead of becoming a plausible rank, and ``per_class_effective_rank`` is
     recorded (NaN without labels).
     """
-    from kdspectra.geometry import geometry_metrics
-    from kdspectra.spectrum import (
+    from kdspectra.metrics.geometry import geometry_metrics
+    from kdspectra.metrics.spectrum import (
         effective_rank_from_singular_values,
         norm_cv,
         rank_ceiling,
@@ -65,7 +65,7 @@ def measure_spectrum(inputs: Named, outputs: Named, params: Named) -> None:
         "effective_rank_l2": geo["effective_rank_l2"],
         "norm_cv": norm_cv(emb),
         "rank_ceiling": rank_ceiling(emb.shape[0], emb.shape[1], width),
-        # One definition of the distillation fit: kdspectra.geometry.cos_to_teacher.
+        # One definition of the distillation fit: kdspectra.metrics.geometry.cos_to_teacher.
         "cos_to_teacher": geo.get("cos_to_reference", float("nan")),
         "linear_cka": geo.get("linear_cka", float("nan")),
         "per_class_effective_rank": geo.get("per_class_effective_rank", float("nan")),
@@ -79,14 +79,14 @@ def measure_spectrum(inputs: Named, outputs: Named, params: Named) -> None:
     save_json(outputs["stats"], stats)
 
 
-# The metrics of kdspectra.geometry beyond the paper's ER, in the order tables show them.
+# The metrics of kdspectra.metrics.geometry beyond the paper's ER, in the order tables show them.
 EXTRA_GEOMETRY = SPECTRUM_METRICS
 
 
 def _alpha_fit(params: Named) -> tuple[int, int]:
     """``params.alpha_req_fit`` ([lo, hi), config ``evaluation.alpha_req_fit``) checked
     here, so a bad range names the config key instead of failing inside the fit."""
-    from kdspectra.geometry import ALPHA_FIT
+    from kdspectra.metrics.geometry import ALPHA_FIT
 
     fit = params.get("alpha_req_fit", ALPHA_FIT)
     ok = len(fit) == 2 and all(isinstance(b, int) and not isinstance(b, bool) for b in fit)
@@ -117,11 +117,11 @@ def measure_noise(inputs: Named, outputs: Named, params: Named) -> None:
     ``inputs.noisy`` (one test copy per ``params.sigmas``) against ``test_labels``.
 
     Beside the probe's ``accuracy``, one ``knn<k>_accuracy`` column per ``params.knn_k``
-    (default :data:`KNN_K`): the weighted kNN of :func:`kdspectra.probe.knn_accuracy` with
+    (default :data:`KNN_K`): the weighted kNN of :func:`kdspectra.metrics.probe.knn_accuracy` with
     temperature ``params.knn_temperature``, on the same clean train embeddings. SSL papers
     report both; the kNN has no fitted parameters, so it cannot absorb a noisy geometry.
     """
-    from kdspectra.probe import fit_probe, noise_accuracy
+    from kdspectra.metrics.probe import fit_probe, noise_accuracy
 
     inputs, params = _named(inputs), _named(params)
     sigmas, noisy_test = params["sigmas"], inputs["noisy"]
@@ -161,7 +161,7 @@ def _knn_curve(
     xtr: np.ndarray, ytr: np.ndarray, noisy: np.ndarray, yte: np.ndarray, k: int, params: Named
 ) -> list[float]:
     """kNN accuracy of every noisy test copy against the clean train embeddings."""
-    from kdspectra.probe import knn_accuracy
+    from kdspectra.metrics.probe import knn_accuracy
 
     temperature = float(params.get("knn_temperature", KNN_TEMPERATURE))
     return [knn_accuracy(xtr, ytr, block, yte, k=k, temperature=temperature) for block in noisy]

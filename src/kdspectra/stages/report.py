@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from kdspectra.io import save_csv, save_json, save_text
-from kdspectra.provenance import Provenance
+from kdspectra.report.provenance import Provenance
 from kdspectra.stages._common import Named, _named
 
 
@@ -35,7 +35,7 @@ def table(inputs: Named, outputs: Named, params: Named) -> None:
     (``outputs.provenance``): commit, config hash, teacher weights and the random-init
     flag, which a CSV cannot carry. ``params.options`` are the builder's options.
     """
-    from kdspectra import render, tables
+    from kdspectra.report import render, tables
 
     out, params = _named(outputs), _named(params)
     kind = Path(out["csv"]).stem
@@ -58,8 +58,8 @@ geometry_table = table
 def fig4_data(inputs: Named, outputs: Named, params: Named) -> None:
     """Figure 4's data table (``outputs.csv`` with its ``outputs.provenance`` sidecar) from
     every run's tracked geometry: ``inputs.metrics`` and ``inputs.meta`` are row-paired
-    lists of metrics.csv / meta.json (:func:`kdspectra.dynamics.fig4_data`)."""
-    from kdspectra.dynamics import fig4_data as build
+    lists of metrics.csv / meta.json (:func:`kdspectra.report.dynamics.fig4_data`)."""
+    from kdspectra.report.dynamics import fig4_data as build
 
     inputs, out, params = _named(inputs), _named(outputs), _named(params)
     experiment = str(params["options"].get("experiment", ""))
@@ -70,10 +70,10 @@ def fig4_data(inputs: Named, outputs: Named, params: Named) -> None:
 
 def claims(inputs: Named, outputs: Named, params: Named) -> None:
     """Judge the paper's claims on the run: ``outputs`` holds ``csv``, ``md`` and
-    ``provenance``; ``params.options`` are :func:`kdspectra.claims.claims_frame` keyword
+    ``provenance``; ``params.options`` are :func:`kdspectra.paper.claims.claims_frame` keyword
     arguments plus ``omitted`` (report artifacts left out, listed in the .md)."""
-    from kdspectra import claims as judge
-    from kdspectra import claims_markdown
+    from kdspectra.paper import claims as judge
+    from kdspectra.paper import claims_markdown
 
     out, params = _named(outputs), _named(params)
     opts = dict(params["options"])
@@ -93,7 +93,7 @@ def claims(inputs: Named, outputs: Named, params: Named) -> None:
 
 def paper_comparison(inputs: Named, outputs: Named, params: Named) -> None:
     """Every number of the paper beside ours (``outputs.md``)."""
-    from kdspectra import paper
+    from kdspectra.paper import comparison as paper
 
     params = _named(params)
     text = paper.paper_comparison(
@@ -105,7 +105,7 @@ def paper_comparison(inputs: Named, outputs: Named, params: Named) -> None:
 def figure(inputs: Named, outputs: Named, params: Named) -> None:
     """Render Figure 1, 2 or 3 (named by the PNG's stem) as PNG and PDF; ``inputs`` are
     the spectra (Figure 1) or the data table (Figures 2 and 3)."""
-    from kdspectra import figures
+    from kdspectra.report import figures
 
     out, params = _named(outputs), _named(params)
     figures.build(

@@ -7,9 +7,9 @@ import time
 
 import numpy as np
 
-from kdspectra.embeddings import save_embeddings
+from kdspectra.data.embeddings import save_embeddings
+from kdspectra.data.noise import embed_noisy
 from kdspectra.io import save_json, save_npy
-from kdspectra.noise import embed_noisy
 from kdspectra.stages._common import Named, _named, load_split, log
 
 
@@ -18,13 +18,13 @@ def extract_teacher(inputs: Named, outputs: Named, params: Named) -> None:
 
     ``outputs`` holds ``train``, ``test`` (.npy), ``train_parquet``, ``test_parquet``,
     ``meta`` and ``sanity`` (.json); ``params`` the teacher ``spec``, ``device``,
-    ``data_dir`` and ``probe`` (:func:`kdspectra.probe.fit_probe` keyword arguments, see
+    ``data_dir`` and ``probe`` (:func:`kdspectra.metrics.probe.fit_probe` keyword arguments, see
     :func:`kdspectra.config.probe_options`).
     """
-    from kdspectra.device import device_record, resolve_device
-    from kdspectra.probe import fit_probe
-    from kdspectra.spectrum import effective_rank
-    from kdspectra.teachers import build_teacher
+    from kdspectra.metrics.probe import fit_probe
+    from kdspectra.metrics.spectrum import effective_rank
+    from kdspectra.models.teachers import build_teacher
+    from kdspectra.runtime.device import device_record, resolve_device
 
     params, out = _named(params), _named(outputs)
     spec, data_dir, probe = params["spec"], params["data_dir"], params.get("probe")
@@ -55,8 +55,8 @@ def extract_teacher(inputs: Named, outputs: Named, params: Named) -> None:
 def extract_teacher_noisy(inputs: Named, outputs: Named, params: Named) -> None:
     """Teacher embeddings of the test split at every noise level (``outputs.noisy``, S×N×D)
     for ``params.sigmas`` drawn from ``params.seed``."""
-    from kdspectra.device import resolve_device
-    from kdspectra.teachers import build_teacher
+    from kdspectra.models.teachers import build_teacher
+    from kdspectra.runtime.device import resolve_device
 
     params = _named(params)
     spec = params["spec"]
@@ -73,16 +73,16 @@ def extract_teacher_views(inputs: Named, outputs: Named, params: Named) -> None:
     """Teacher embeddings of K seeded views of every train image.
 
     ``outputs.views`` gets a K×N×D float32 array, view k of image i made by
-    :func:`kdspectra.data.cached_view_params` from ``params.views`` (the training keys
+    :func:`kdspectra.data.views.cached_view_params` from ``params.views`` (the training keys
     ``teacher_views_k``, ``teacher_views_seed`` and ``augment``); training replays exactly
     these views (``teacher_view: same``). ``outputs.meta`` records how. Costs K
     extractions of the train split.
     """
     import torch
 
-    from kdspectra.data import apply_view, cached_view_params
-    from kdspectra.device import resolve_device
-    from kdspectra.teachers import build_teacher
+    from kdspectra.data.views import apply_view, cached_view_params
+    from kdspectra.models.teachers import build_teacher
+    from kdspectra.runtime.device import resolve_device
 
     params, out = _named(params), _named(outputs)
     spec, training = params["spec"], params["views"]

@@ -1,0 +1,2 @@
+"""Runtime: the device a job runs on, its logs, resource requests, measurement precision
+and per-stage timings. Imports only the ground floor (errors, io, registry, config)."""

@@ -1,0 +1,86 @@
+"""Route a stage's logging, warnings and stray prints into its Snakemake log file.
+
+Every rule has a ``log:`` file; a researcher debugging a failed cluster job reads that
+file first, so it must hold everything: progress, throughput, warnings and the traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def log_to(path: str | Path | None, level: int = logging.INFO) -> Iterator[logging.Logger]:
+    """Send logging, stdout and stderr to ``path`` for the duration of the block.
+
+    Exceptions are logged with their traceback and re-raised, so Snakemake still sees the
+    failure while the log holds the full story.
+    """
+    logger = logging.getLogger("kdspectra")
+    if path is None:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        yield logger
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", buffering=1) as fh:
+        handler = logging.StreamHandler(fh)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root = logging.getLogger()
+        root.addHandler(handler)
+        root.setLevel(level)
+        logging.captureWarnings(True)
+        old_out, old_err = sys.stdout, sys.stderr
+        sys.stdout = sys.stderr = fh
+        try:
+            yield logger
+        except BaseException as exc:
+            fh.write(traceback.format_exc())
+            # The one-line reason also goes to the console, next to Snakemake's error.
+            old_err.write(f"{type(exc).__name__}: {exc} (full log: {path})\n")
+            raise
+        finally:
+            sys.stdout, sys.stderr = old_out, old_err
+            root.removeHandler(handler)
+
+
+@contextlib.contextmanager
+def exit_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into ``SystemExit(143)`` so ``finally`` blocks and atomic writes clean up.
+
+    Python's default SIGTERM action ends the process on the spot: a write caught between
+    its temporary file and the rename leaves ``.<name>.*.tmp`` behind, which Snakemake
+    (it removes only declared outputs) never deletes, and the log never says why the job
+    died. Training installs its own handler (checkpoint, then exit) over this one while
+    its loop runs. Handlers can only be set from the main thread; elsewhere this is a no-op.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def job(log_path: str | Path | None, threads: int | None = None) -> Iterator[logging.Logger]:
+    """The context of one workflow job: its log file, its share of the CPU cores, and a
+    SIGTERM (SLURM preemption, ``kill``) that exits through cleanup (:func:`exit_on_sigterm`)."""
+    with log_to(log_path) as logger, exit_on_sigterm():
+        if threads is not None:
+            from kdspectra.runtime.device import limit_threads
+
+            limit_threads(threads)
+        yield logger
