@@ -38,8 +38,15 @@ def check_pins() -> ModuleType:
 def run(check_pins: ModuleType, tmp_path: Path, pyproject: str, env: str) -> int:
     (tmp_path / "pyproject.toml").write_text(pyproject)
     (tmp_path / "env.yaml").write_text(env)
+    (tmp_path / "src").mkdir(exist_ok=True)
     args = ["--pyproject", str(tmp_path / "pyproject.toml"), "--env", str(tmp_path / "env.yaml")]
-    return check_pins.main(args)
+    return check_pins.main([*args, "--src", str(tmp_path / "src")])
+
+
+def write_module(tmp_path: Path, body: str) -> None:
+    package = tmp_path / "src" / "toy"
+    package.mkdir(parents=True, exist_ok=True)
+    (package / "mod.py").write_text(body)
 
 
 def test_agreeing_files_pass(check_pins, tmp_path: Path, capsys) -> None:
@@ -81,3 +88,26 @@ def test_a_range_is_not_a_pin(check_pins, tmp_path: Path, capsys) -> None:
 
 def test_the_real_files_agree(check_pins, capsys) -> None:
     assert check_pins.main([]) == 0, capsys.readouterr().err
+
+
+def test_an_unpinned_import_fails_naming_module_and_distribution(
+    check_pins, tmp_path: Path, capsys
+) -> None:
+    # A lazy import inside a function counts: it breaks a clean install just the same.
+    write_module(tmp_path, "import torch\n\ndef f():\n    from scipy import stats\n")
+    assert run(check_pins, tmp_path, PYPROJECT, ENV) == 1
+    err = capsys.readouterr().err
+    assert "mod.py" in err and "'scipy'" in err and "torch" not in err
+
+
+def test_import_names_map_to_their_distribution(check_pins, tmp_path: Path, capsys) -> None:
+    # open_clip is pinned as open_clip_torch; sklearn is scikit-learn, which is not pinned.
+    write_module(tmp_path, "import open_clip\nimport os, json\nfrom sklearn import svm\n")
+    assert run(check_pins, tmp_path, PYPROJECT, ENV) == 1
+    err = capsys.readouterr().err
+    assert "'scikit-learn'" in err and "open" not in err and "'os'" not in err
+
+
+def test_relative_and_own_imports_are_not_third_party(check_pins, tmp_path: Path) -> None:
+    write_module(tmp_path, "from . import sibling\nfrom kdspectra import io\nimport torch\n")
+    assert run(check_pins, tmp_path, PYPROJECT, ENV) == 0

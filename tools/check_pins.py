@@ -7,21 +7,28 @@ pipeline's numbers are produced in another. This script fails, naming the packag
 both versions, when a package is pinned differently, pinned in only one of them, or not
 pinned exactly (``==``) in ``pyproject.toml``.
 
-    python tools/check_pins.py [--pyproject pyproject.toml] [--env envs/kdspectra.yaml]
+It also fails when a module under ``src/`` imports a third-party package that
+``pyproject.toml`` does not pin (lazy imports inside functions included): such a package
+works on the machine that happens to have it and breaks a clean install (``pip install``
+and ``--use-conda`` install only what is pinned).
 
-Needs Python 3.11+ (``tomllib``), as the project's venv has.
+    python tools/check_pins.py [--pyproject pyproject.toml] [--env envs/kdspectra.yaml]
+                               [--src src]
+
+Needs Python 3.11+ (``tomllib``), the project's floor.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import re
 import sys
+import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +37,15 @@ ROOT = Path(__file__).resolve().parents[1]
 NOT_IN_JOB_ENV = frozenset({"snakemake", "snakemake-executor-plugin-slurm"})
 # Conda entries that are the environment's interpreter and installer, not pinned packages.
 CONDA_TOOLS = frozenset({"python", "pip"})
+# Import names whose distribution (what pyproject pins) is spelled differently.
+DISTRIBUTION_OF = {
+    "sklearn": "scikit-learn",
+    "yaml": "pyyaml",
+    "open_clip": "open-clip-torch",
+    "PIL": "pillow",
+}
+# The project's own package: imported everywhere, pinned by being this checkout.
+OWN_PACKAGES = frozenset({"kdspectra"})
 _PIN = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*(==?)\s*([^\s;,]+)\s*$")
 
 
@@ -92,22 +108,54 @@ def disagreements(project: Mapping[str, str], env: Mapping[str, str]) -> list[st
     return problems
 
 
+def _top_level_imports(path: Path) -> set[str]:
+    """First component of every absolute import in one Python file (lazy ones too)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def unpinned_imports(src: Path, pinned: Mapping[str, str]) -> list[str]:
+    """One line per third-party import under ``src`` whose distribution is not pinned."""
+    problems = []
+    for path in sorted(Path(src).rglob("*.py")):
+        third_party = _top_level_imports(path) - set(sys.stdlib_module_names) - OWN_PACKAGES
+        for name in sorted(third_party):
+            dist = normalize(DISTRIBUTION_OF.get(name, name))
+            if dist not in pinned:
+                problems.append(
+                    f"{path}: imports {name!r}, but pyproject.toml does not pin {dist!r} "
+                    f"(add {dist}==<version> to [project].dependencies and the env file, "
+                    "or map the import name in DISTRIBUTION_OF)"
+                )
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     """Exit status 0 when the pins agree, 1 (with one line per problem) when they do not."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pyproject", type=Path, default=ROOT / "pyproject.toml")
     parser.add_argument("--env", type=Path, default=ROOT / "envs" / "kdspectra.yaml")
+    parser.add_argument("--src", type=Path, default=ROOT / "src", help="imports checked here")
     args = parser.parse_args(argv)
     try:
         project, env = pyproject_pins(args.pyproject), env_pins(args.env)
-    except (OSError, PinError, tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        problems = disagreements(project, env) + unpinned_imports(args.src, project)
+    except (OSError, SyntaxError, PinError, tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
         print(f"check_pins: {exc}", file=sys.stderr)
         return 1
-    problems = disagreements(project, env)
     for line in problems:
         print(f"check_pins: {line}", file=sys.stderr)
     if not problems:
-        print(f"check_pins: {args.env} and {args.pyproject} agree on {len(env)} pins")
+        print(
+            f"check_pins: {args.env} and {args.pyproject} agree on {len(env)} pins; "
+            f"every third-party import under {args.src} is pinned"
+        )
     return 1 if problems else 0
 
 
