@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import kdspectra
 from kdspectra.report.provenance import Provenance, config_hash, git_commit
 
 
@@ -59,8 +60,22 @@ def test_git_commit_names_the_commit_and_a_dirty_tree(tmp_path: Path) -> None:
     assert git_commit(repo) == f"{sha}-dirty"
 
 
-def test_git_commit_outside_a_repository_is_unknown(tmp_path: Path) -> None:
+def test_outside_a_checkout_the_package_version_stands_in(tmp_path: Path) -> None:
+    """A tarball or a copy: the footer names the release instead of "commit unknown"."""
+    if any((p / ".git").exists() for p in (tmp_path, *tmp_path.parents)):
+        pytest.skip("the temporary folder lies inside a git checkout")
+    assert git_commit(tmp_path) == f"{kdspectra.__version__} (not a git checkout)"
+    footer = Provenance(git_commit(tmp_path), "h", {}).footer()
+    assert footer.startswith(f"kdspectra {kdspectra.__version__} (not a git checkout) | ")
+    assert "commit" not in footer
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_a_checkout_git_cannot_read_is_unknown(tmp_path: Path) -> None:
+    """A .git that is no repository: say "unknown", never pass it off as a release."""
+    (tmp_path / ".git").write_text("gitdir: /nowhere\n")
     assert git_commit(tmp_path) == "unknown"
+    assert Provenance("abc123", "h").footer().startswith("kdspectra commit abc123 | ")
 
 
 def test_cpu_model_names_the_cpu_or_falls_back(monkeypatch) -> None:

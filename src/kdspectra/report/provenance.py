@@ -2,7 +2,9 @@
 
 A reader holding a figure must be able to find the exact code and config that produced
 it: the git commit (with a ``-dirty`` mark when the tree had local changes), a short hash
-of the resolved config, where the teacher weights came from, and the date.
+of the resolved config, where the teacher weights came from, and the date. A copy without
+``.git`` (a tarball, a pip install) has no commit: the footer then names the package
+version and says "not a git checkout", which still identifies a release.
 
 The weights' source is read from each teacher's ``meta.json`` (``weights_source``, written
 by the extract stage from what the library actually loaded, e.g. ``hf-hub:timm/…``), not
@@ -22,8 +24,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kdspectra import __version__
 from kdspectra.errors import ArtifactError
 
+# What the commit field says in a copy of the code that git does not track.
+NOT_A_CHECKOUT = "not a git checkout"
 # The key of a teacher's meta.json (Teacher.describe) that names the weights it loaded.
 WEIGHTS_KEY = "weights_source"
 
@@ -66,8 +71,20 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _inside_checkout(repo: Path) -> bool:
+    """Whether ``repo`` or a folder above it holds a ``.git`` (folder or worktree file)."""
+    start = repo.resolve()
+    return any((folder / ".git").exists() for folder in (start, *start.parents))
+
+
 def git_commit(repo: str | Path = ".") -> str:
-    """Return the short commit of ``repo`` (``-dirty`` if modified), or ``unknown``."""
+    """The short commit of ``repo`` (``-dirty`` if modified).
+
+    Outside a git checkout: ``"<package version> (not a git checkout)"``. Inside one where
+    git cannot answer (not installed, a broken repository): ``"unknown"``.
+    """
+    if not _inside_checkout(Path(repo)):
+        return f"{__version__} ({NOT_A_CHECKOUT})"
     try:
         sha = subprocess.run(
             ["git", "-C", str(repo), "rev-parse", "--short=10", "HEAD"],
@@ -113,10 +130,11 @@ class Provenance:
         )
 
     def footer(self) -> str:
-        """One line: commit, config hash, teacher weights source, date."""
+        """One line: commit (or version), config hash, teacher weights source, date."""
         weights = "; ".join(f"{k}={v}" for k, v in sorted(self.teacher_weights.items()))
+        code = self.commit if NOT_A_CHECKOUT in self.commit else f"commit {self.commit}"
         return (
-            f"kdspectra commit {self.commit} | config {self.config_hash} | "
+            f"kdspectra {code} | config {self.config_hash} | "
             f"teacher weights: {weights or 'n/a'} | {self.date}"
         )
 
