@@ -4,7 +4,8 @@
   optional stage switched on (``config.yaml`` + ``config/corruptions.yaml`` +
   ``teacher_view: same``), so every rule of ``workflow/rules/`` appears once.
 * ``docs/modules.{dot,svg}``: which ``kdspectra`` module imports which, read from the
-  source with :mod:`ast` (no import, so torch is not loaded), grouped by layer.
+  source with :mod:`ast` (``tools/imports.py``; no import, so torch is not loaded), one
+  cluster per layer in the order ``docs/architecture.md`` states.
 
 Hand-drawn diagrams drift from the code; these are regenerated, and
 ``tests/test_docs.py`` fails when a rule or module is missing from them. Rendering needs
@@ -17,7 +18,6 @@ files are still written.
 from __future__ import annotations
 
 import argparse
-import ast
 import shutil
 import subprocess
 import sys
@@ -27,125 +27,42 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "kdspectra"
 DOCS = ROOT / "docs"
 
-# Layers of the library, bottom to top; a module not listed lands in "other" (and the
-# docs test asks for it to be placed).
-LAYERS: dict[str, tuple[str, ...]] = {
-    "names and config": ("registry", "architectures", "config", "errors", "train_config"),
-    "plumbing": (
-        "io",
-        "logs",
-        "device",
-        "precision",
-        "provenance",
-        "download",
-        "archives",
-        "resources",
-        "failures",
-        "stagetimes",
-    ),
-    "data and models": (
-        "datasets",
-        "data",
-        "noise",
-        "embeddings",
-        "embedding_files",
-        "teachers",
-        "teacher_libraries",
-        "students",
-        "inference",
-    ),
-    "training": ("losses", "train", "train_run", "checkpoint", "train_record", "tracking"),
-    "measurement": (
-        "spectrum",
-        "geometry",
-        "probe",
-        "corruptions",
-        "corruption_fixture",
-    ),
-    "report": (
-        "tables",
-        "render",
-        "paper",
-        "claims",
-        "claims_markdown",
-        "verdicts",
-        "deviations",
-        "report_plan",
-        "report_options",
-        "dynamics",
-        "figures",
-        "geometry_plot",
-        "corruption_tables",
-        "corruption_figure",
-    ),
-    "entry points": ("stages", "cli"),
-}
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import imports  # noqa: E402  (tools/imports.py: the graph reader shared with the tests)
 
 # Imported by nearly every module: drawn as nodes, their edges left out.
 UBIQUITOUS = frozenset({"errors", "io"})
 # They call into every layer (the rule table of docs/architecture.md says what each stage
 # uses): drawn as nodes, their edges left out, or they would hide the library's shape.
-ENTRY_POINTS = frozenset(LAYERS["entry points"])
+ENTRY_POINTS = frozenset({"stages", "cli", "__main__"})
 
 
 def module_names() -> list[str]:
-    """Every module of the package (a subpackage counts as one module, by its name)."""
-    names = [p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"]
-    names += [p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()]
-    return sorted(names)
-
-
-def _sources(name: str) -> list[Path]:
-    path = PACKAGE / name
-    return sorted(path.rglob("*.py")) if path.is_dir() else [PACKAGE / f"{name}.py"]
-
-
-def imports_of(name: str, known: set[str]) -> set[str]:
-    """The package modules that module ``name`` imports (``kdspectra.x`` or ``from kdspectra
-    import x``), other than itself."""
-    found: set[str] = set()
-    for source in _sources(name):
-        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                parts = node.module.split(".")
-                if parts[0] == "kdspectra" and len(parts) > 1:
-                    found.add(parts[1])
-                elif node.module == "kdspectra":
-                    found.update(a.name for a in node.names)
-            elif isinstance(node, ast.Import):
-                for alias in node.names:
-                    parts = alias.name.split(".")
-                    if parts[0] == "kdspectra" and len(parts) > 1:
-                        found.add(parts[1])
-    return (found & known) - {name}
-
-
-def layer_of(name: str) -> str:
-    return next((layer for layer, mods in LAYERS.items() if name in mods), "other")
+    """Every module of the package, dotted and relative (``metrics.geometry``)."""
+    return sorted(imports.sources())
 
 
 def module_dot() -> str:
     """The import graph as Graphviz source, one cluster per layer. Edges into ``errors``
     and ``io`` (imported by nearly everything) and out of the entry points (which import
     nearly everything) are left out: the picture would be all edges."""
-    names = module_names()
-    known = set(names)
+    edges = imports.graph()
+    names = sorted(edges)
     lines = [
         "digraph modules {",
         "  rankdir=LR; newrank=true; ranksep=0.9;",
         '  node [shape=box, style=rounded, fontname="Helvetica", fontsize=10];',
         '  edge [color="#888888", arrowsize=0.5];',
     ]
-    for i, layer in enumerate([*LAYERS, "other"]):
-        members = [n for n in names if layer_of(n) == layer]
+    for i, layer in enumerate(imports.layer_order()):
+        members = [n for n in names if imports.layer_of(n) == layer]
         if not members:
             continue
         lines.append(f'  subgraph cluster_{i} {{ label="{layer}"; style=rounded; color="#bbbbbb";')
         lines += [f'    "{n}";' for n in members]
         lines.append("  }")
     for name in [n for n in names if n not in ENTRY_POINTS]:
-        for target in sorted(imports_of(name, known) - UBIQUITOUS):
+        for target in sorted(edges[name] - UBIQUITOUS):
             lines.append(f'  "{name}" -> "{target}";')
     lines.append("}")
     return "\n".join(lines) + "\n"
