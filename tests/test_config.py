@@ -256,3 +256,155 @@ def test_prepared_data_is_named_by_archive_content() -> None:
     assert dataset_of_key(cfg, "digits") == "digits"
     with pytest.raises(ConfigError, match=r"'datasets'.*'cifar10-ffffffffffff'"):
         dataset_of_key(cfg, "cifar10-ffffffffffff")
+
+
+# ------------------------------------------------- values a job would refuse (issue 24)
+
+
+def _resolve(node: dict[str, Any]) -> dict[str, Any]:
+    """``node`` with its ``$ref`` (into SCHEMA's definitions) merged in."""
+    if "$ref" not in node:
+        return node
+    target = SCHEMA
+    for part in node["$ref"].lstrip("#/").split("/"):
+        target = target[part]
+    return {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+
+
+def _entry_name(node: dict[str, Any], existing: Any) -> str:
+    """A key for a named map: one the paper config already has, else a valid name."""
+    if isinstance(existing, dict) and existing:
+        return next(iter(existing))
+    names = _resolve(node.get("propertyNames", {}))
+    return str(names["enum"][0]) if "enum" in names else "x"
+
+
+def numeric_keys(
+    node: dict[str, Any], cfg: Any, path: tuple[str, ...] = ()
+) -> list[tuple[tuple[str, ...], bool]]:
+    """(config path, is a list item) of every key the schema types as a number or integer.
+
+    Walks properties, named maps (additionalProperties) and list items, so a key added
+    to the schema later is covered without editing this test.
+    """
+    node = _resolve(node)
+    types = node.get("type", [])
+    types = [types] if isinstance(types, str) else types
+    found = []
+    if {"number", "integer"} & set(types):
+        found.append((path, False))
+    sub = cfg if isinstance(cfg, dict) else {}
+    for key, child in node.get("properties", {}).items():
+        found += numeric_keys(child, sub.get(key), (*path, key))
+    extra = node.get("additionalProperties")
+    if isinstance(extra, dict):
+        name = _entry_name(node, cfg)
+        found += numeric_keys(extra, sub.get(name), (*path, name))
+    items = node.get("items")
+    if isinstance(items, dict):
+        found += [
+            (p, True) if p == path else (p, item) for p, item in numeric_keys(items, None, path)
+        ]
+    return found
+
+
+NUMERIC_KEYS = numeric_keys(SCHEMA, PAPER)
+
+
+def _with_value(path: tuple[str, ...], is_item: bool, value: Any) -> dict[str, Any]:
+    cfg = copy.deepcopy(PAPER)
+    node = cfg
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    if is_item:
+        old = node.get(path[-1])
+        node[path[-1]] = [value, *(old[1:] if isinstance(old, list) else [])]
+    else:
+        node[path[-1]] = value
+    return cfg
+
+
+def test_schema_walk_finds_the_numbers_users_set() -> None:
+    """The walk is not vacuous: keys of every kind are in it (plain, list item, named map)."""
+    keys = {".".join(p) for p, _ in NUMERIC_KEYS}
+    for key in (
+        "evaluation.knn_temperature",
+        "evaluation.noise_sigmas",
+        "evaluation.probe_cs",
+        "seeds",
+        "teachers.clip_vit_b32.image_size",
+        "training.infonce.temperature",
+    ):
+        assert key in keys
+    assert any(k.startswith("training.per_student.") and k.endswith(".lr") for k in keys)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")], ids=repr)
+@pytest.mark.parametrize(
+    ("path", "is_item"), NUMERIC_KEYS, ids=[".".join(p) for p, _ in NUMERIC_KEYS]
+)
+def test_every_numeric_key_refuses_nan_and_inf(
+    path: tuple[str, ...], is_item: bool, bad: float
+) -> None:
+    """A NaN passes every minimum/maximum (each comparison is False); Snakemake then deletes
+    the outputs of the job whose params hold it before the job refuses it. So the config
+    check refuses it, naming the key."""
+    with pytest.raises(ConfigError, match="finite") as err:
+        validate_config(_with_value(path, is_item, bad), SCHEMA)
+    assert ".".join(path) in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "fragments"),
+    [
+        ("seeds", [1.0], ["seeds.0", "integer", "1.0"]),
+        ("teachers.clip_vit_b32.batch_size", 256.0, ["batch_size", "integer"]),
+        ("training.epochs", 3.0, ["training.epochs", "integer"]),
+        ("teachers.clip_vit_b32.image_size", 100000, ["image_size", "<= 1024"]),
+        ("datasets.cifar10.md5", "c32a1d4ab5d03f1284b67883e8d87530\n", ["datasets.cifar10.md5"]),
+        ("datasets.cifar10.md5", "c32a1d4ab5d03f1284b67883e8d875300", ["datasets.cifar10.md5"]),
+        (
+            "experiments.clip_cifar10.teacher",
+            "clip_vit_b32\n",
+            ["experiments.clip_cifar10.teacher"],
+        ),
+        ("report.tables", "clip_cifar10\n", ["report.tables"]),
+        ("evaluation.alpha_req_fit", [100, 10], ["evaluation.alpha_req_fit", "lo < hi"]),
+        ("evaluation.alpha_req_fit", [10, 10], ["evaluation.alpha_req_fit", "lo < hi"]),
+    ],
+)
+def test_values_a_job_would_refuse_fail_the_config_check(
+    path: str, value: Any, fragments: list[str]
+) -> None:
+    """Integers are 1 not 1.0 (files are named seed1.0), patterns end at the end of the
+    string, sizes that can only fail at job time are bounded, ranges are ordered."""
+    cfg = copy.deepcopy(PAPER)
+    _set(path, value)(cfg)
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg, SCHEMA)
+    for fragment in fragments:
+        assert fragment in str(err.value)
+
+
+@pytest.mark.parametrize("section", ["datasets", "teachers", "experiments"])
+@pytest.mark.parametrize("name", ["atk\n", "a" * 65], ids=["trailing newline", "65 chars"])
+def test_names_are_matched_whole_and_capped(section: str, name: str) -> None:
+    cfg = copy.deepcopy(PAPER)
+    cfg[section][name] = next(iter(cfg[section].values()))
+    with pytest.raises(ConfigError, match=f"config key '{section}'"):
+        validate_config(cfg, SCHEMA)
+
+
+@pytest.mark.parametrize("name", ["atk\n", "a" * 65, "a" * 300])
+def test_run_name_is_matched_whole_and_capped(name: str) -> None:
+    cfg = copy.deepcopy(PAPER)
+    cfg["name"] = name
+    with pytest.raises(ConfigError, match=r"^config key 'name': "):
+        validate_config(cfg, SCHEMA)
+
+
+def test_longest_allowed_names_pass() -> None:
+    cfg = copy.deepcopy(PAPER)
+    cfg["name"] = "r" * 64
+    cfg["experiments"]["e" * 64] = {**cfg["experiments"]["clip_cifar10"]}
+    assert validate_config(cfg, SCHEMA)["name"] == "r" * 64

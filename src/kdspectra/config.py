@@ -8,6 +8,7 @@ parsing stays instant (Snakemake re-parses the Snakefile for every cluster job).
 from __future__ import annotations
 
 import copy
+import math
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -39,7 +40,11 @@ HUB_PREFIXES = ("hf-hub:", "local-dir:")
 SCHEMA_FILE = "config.schema.yaml"
 SCHEMA_PATH = Path(str(resources.files("kdspectra").joinpath(SCHEMA_FILE)))
 # A run name is one folder under results/; the schema's `name` pattern says the same.
-RUN_NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
+# Matched with fullmatch: Python's `$` also matches before a trailing newline.
+RUN_NAME_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+# Longest run, dataset, teacher or experiment name (the schema's maxLength says the same):
+# names become folders and file names, and 300 characters fail deep inside a job.
+MAX_NAME_LENGTH = 64
 # Folders under results/ that every run shares: prepared data, downloads, job logs, and
 # the benchmark reports of `make bench`.
 RESERVED_RUN_NAMES = frozenset({"data", "downloads", "logs", "bench"})
@@ -68,6 +73,48 @@ def load_schema(path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
     return schema
 
 
+def _is_number(_checker: Any, instance: Any) -> bool:
+    """JSON ``number`` as a job can use it: an int or a *finite* float (never a bool).
+
+    YAML's ``.nan``/``.inf`` are floats, and NaN passes every ``minimum``/``maximum``
+    (each comparison is False), so a bounded key would otherwise accept it.
+    """
+    if isinstance(instance, bool) or not isinstance(instance, (int, float)):
+        return False
+    return isinstance(instance, int) or math.isfinite(instance)
+
+
+def _is_integer(_checker: Any, instance: Any) -> bool:
+    """JSON ``integer`` as Python means it: ``1``, not ``1.0`` (a seed of 1.0 names files
+    ``seed1.0``) and never a bool."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
+    """``pattern`` with JSON Schema's (ECMA-262) ``$``: the end of the string.
+
+    Python's ``re.search`` lets ``$`` match before a final newline, so ``"atk\n"`` would
+    pass ``^[A-Za-z0-9_]+$``; a final ``$`` is read as ``\\Z`` here.
+    """
+    if not isinstance(instance, str):
+        return
+    end_anchored = pattern.endswith("$") and not pattern.endswith("\\$")
+    anchored = pattern[:-1] + r"\Z" if end_anchored else pattern
+    if not re.search(anchored, instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+# Draft 7 with finite numbers, strict integers and end-anchored patterns: what every
+# config check (validate_config, check_entry, TrainConfig) validates with.
+Validator = jsonschema.validators.extend(
+    jsonschema.Draft7Validator,
+    validators={"pattern": _pattern},
+    type_checker=jsonschema.Draft7Validator.TYPE_CHECKER.redefine_many(
+        {"number": _is_number, "integer": _is_integer}
+    ),
+)
+
+
 def _key(path: Any) -> str:
     parts = [str(p) for p in path]
     return ".".join(parts) if parts else "<top level>"
@@ -77,7 +124,9 @@ def _expected(err: jsonschema.ValidationError) -> str:
     v = err.validator_value
     return {
         "enum": f"one of {v}",
-        "type": f"a value of type {v}",
+        "type": {"number": "a finite number", "integer": "an integer (1, not 1.0)"}.get(
+            str(v), f"a value of type {v}"
+        ),
         "minimum": f"a number >= {v}",
         "maximum": f"a number <= {v}",
         "exclusiveMinimum": f"a number > {v}",
@@ -86,6 +135,7 @@ def _expected(err: jsonschema.ValidationError) -> str:
         "minProperties": f"a mapping with at least {v} entry(ies)",
         "uniqueItems": "a list without duplicates",
         "minLength": "a non-empty string",
+        "maxLength": f"a string of at most {v} characters",
     }.get(str(err.validator), err.message)
 
 
@@ -103,7 +153,7 @@ def _format_error(err: jsonschema.ValidationError) -> str:
 
 def check_schema(config: Mapping[str, Any], schema: Mapping[str, Any]) -> None:
     """Raise ConfigError for the first (shallowest) schema violation."""
-    validator = jsonschema.Draft7Validator(schema)
+    validator = Validator(schema)
     errors = sorted(
         validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.path))
     )
@@ -291,12 +341,44 @@ def _check_name(config: Mapping[str, Any]) -> Iterator[str]:
         "expected letters, digits, '_', '-' or '.', not starting with '.', and none of the "
         f"shared folders under results/ {sorted(RESERVED_RUN_NAMES)}"
     )
-    if not RUN_NAME_RE.match(name):
+    if len(name) > MAX_NAME_LENGTH:
+        yield (
+            f"config key 'name': expected at most {MAX_NAME_LENGTH} characters (it becomes a "
+            f"folder name), found {len(name)}"
+        )
+    elif not RUN_NAME_RE.fullmatch(name):
         yield f"config key 'name': {rule}; found {name!r}"
     elif name.lower() in RESERVED_RUN_NAMES:
         yield (
             f"config key 'name': {name!r} is results/{name.lower()}/, a folder shared by every "
             f"run; {rule}"
+        )
+
+
+def non_finite_numbers(node: Any, path: tuple[str, ...] = ()) -> Iterator[str]:
+    """Every NaN or infinite number anywhere in ``node``, as a message naming its key.
+
+    Walks the whole config, not only the keys the schema types as numbers: no job can use
+    a NaN, and one that passes the config check makes Snakemake rerun (and first delete)
+    the outputs of every job whose params hold it, before that job refuses it.
+    """
+    if isinstance(node, float) and not math.isfinite(node):
+        yield f"config key '{_key(path)}': expected a finite number, found {node!r}"
+    elif isinstance(node, Mapping):
+        for key, value in node.items():
+            yield from non_finite_numbers(value, (*path, str(key)))
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            yield from non_finite_numbers(value, (*path, str(i)))
+
+
+def _check_evaluation(config: Mapping[str, Any]) -> Iterator[str]:
+    """Ranges the spectrum stage refuses: ``alpha_req_fit`` must be ``[lo, hi)`` with lo < hi."""
+    lo, hi = config["evaluation"]["alpha_req_fit"]
+    if lo >= hi:
+        yield (
+            f"config key 'evaluation.alpha_req_fit': expected [lo, hi) with lo < hi, "
+            f"found {[lo, hi]}"
         )
 
 
@@ -380,17 +462,21 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dic
     """Validate ``config`` and return it with defaults filled in.
 
     Raises :class:`ConfigError` with the first problem found: the run name first (its
-    message says more than the schema's pattern), then schema violations (types, ranges,
-    names), then cross-key checks (references between sections, files that must exist).
+    message says more than the schema's pattern) and any NaN/inf (named by its full key,
+    wherever it is), then schema violations (types, ranges, names), then cross-key checks
+    (references between sections, files that must exist). The rule: no value a job would
+    refuse passes here, because Snakemake deletes a job's old outputs before running it.
     CUDA is not checked here: the machine that parses the Snakefile
     (a cluster's login node) is not the one that computes; the jobs check it
     (:func:`kdspectra.runtime.device.resolve_device`).
     """
-    for problem in _check_name(config):
-        raise ConfigError(problem)
+    for check in (_check_name, non_finite_numbers):
+        for problem in check(config):
+            raise ConfigError(problem)
     check_schema(config, schema)
     resolved = fill_defaults(dict(config), schema, schema)
     for check in (
+        _check_evaluation,
         _check_datasets,
         _check_corruptions,
         _check_teachers,

@@ -35,7 +35,7 @@ CHUNK = 1 << 20
 TIMEOUT_S = 60.0
 # Seconds before the first retry; doubled for every further one (``download(backoff_s=)``).
 BACKOFF_S = 2.0
-_MD5_RE = re.compile(r"^[0-9a-f]{32}$")
+_MD5_RE = re.compile(r"[0-9a-f]{32}")  # fullmatch: exactly 32 hex digits
 # HTTP statuses worth retrying: timeouts, rate limits and server-side hiccups.
 _RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -64,9 +64,9 @@ def validate_source(url: str, md5: str) -> str:
         raise ConfigError(
             f"dataset url {url!r}: expected a scheme in {list(SCHEMES)}, found {scheme or 'none'!r}"
         )
-    if not isinstance(md5, str) or not _MD5_RE.match(md5.strip().lower()):
+    if not isinstance(md5, str) or not _MD5_RE.fullmatch(md5.lower()):
         raise ConfigError(f"dataset md5 for {url}: expected 32 hex digits, found {md5!r}")
-    return md5.strip().lower()
+    return md5.lower()
 
 
 def download(
