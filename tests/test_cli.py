@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -96,3 +97,59 @@ def test_module_entry_point_has_no_traceback(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 2
     assert "corrupt.npy" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_version_prints_version_and_commit(capsys) -> None:
+    assert main(["--version"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert re.fullmatch(
+        rf"kdspectra {re.escape(kdspectra.__version__)} "
+        r"\((commit [0-9a-f]{10}(-dirty)?|commit unknown|not a git checkout)\)",
+        out,
+    ), out
+
+
+def test_help_texts_name_every_format_rank_and_geometry_read(capsys) -> None:
+    from kdspectra.data.embedding_files import SUFFIXES
+
+    for command in ("rank", "geometry"):
+        assert main([command, "--help"]) == 0
+        out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+        assert all(suffix in out for suffix in SUFFIXES), (command, out)
+
+
+def _spread(rng: np.random.Generator, n: int, d: int, decay: float) -> np.ndarray:
+    return (rng.standard_normal((n, d)) * np.arange(1, d + 1) ** -decay).astype(np.float32)
+
+
+def test_geometry_compares_several_files_one_row_each(tmp_path: Path, capsys) -> None:
+    rng = np.random.default_rng(3)
+    paths = []
+    for name, decay in (("flat", 0.0), ("steep", 1.5)):
+        paths.append(tmp_path / f"{name}.npy")
+        np.save(paths[-1], _spread(rng, 200, 16, decay))
+    assert main(["geometry", *map(str, paths)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:4] == ["file", "n", "dim", "dtype"] and len(lines) == 3
+    ers = {}
+    for line, path in zip(lines[1:], paths, strict=True):
+        cells = line.split()
+        assert cells[0] == str(path) and cells[1:3] == ["200", "16"]
+        ers[path.stem] = float(cells[lines[0].split().index("effective_rank")])
+    assert ers["flat"] > 2 * ers["steep"]
+    assert ers["flat"] == pytest.approx(effective_rank(np.load(paths[0])), abs=1e-4)
+    assert main(["geometry", *map(str, paths), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [row["file"] for row in listed] == list(map(str, paths))
+    assert listed[0]["effective_rank"] == pytest.approx(ers["flat"], abs=1e-4)
+
+
+def test_geometry_warns_when_the_alpha_window_passes_the_rank(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "narrow.npy"
+    np.save(path, _spread(np.random.default_rng(4), 100, 30, 0.5))  # centred rank 30
+    assert main(["geometry", str(path), "--alpha-fit", "5", "20"]) == 0
+    assert "warning" not in capsys.readouterr().err  # [5, 20) lies inside the rank
+    assert main(["geometry", str(path)]) == 0  # default [10, 100)
+    err = capsys.readouterr().err
+    assert "warning" in err and "[10, 100)" in err and "rank 30" in err
+    assert "21 eigenvalue(s)" in err and str(path) in err
