@@ -3,13 +3,16 @@
 ``kdspectra geometry EMB`` reads an N×D matrix (rows = samples) from ``.npy``, ``.npz``,
 ``.pt``/``.pth``, ``.safetensors``, ``.parquet`` or ``.csv`` (:mod:`kdspectra.data.embedding_files`)
 and prints every metric of :mod:`kdspectra.metrics.geometry` as a table, or as one JSON object
-with ``--json``; ``--labels`` adds the per-class effective rank, ``--reference`` (e.g. the
-teacher's embeddings of the same images) adds linear CKA and the mean cosine to it.
+with ``--json``; ``kdspectra geometry A B …`` compares several matrices, one row per file
+(``--json``: a list of objects); ``--labels`` adds the per-class effective rank,
+``--reference`` (e.g. the teacher's embeddings of the same images) adds linear CKA and the
+mean cosine to it.
 ``kdspectra rank EMB`` is the short alias: the entropy effective rank the paper uses (and,
 on request, the Roy–Vetterli variant, always labelled). ``kdspectra stage-times RESULTS_DIR``
 prints which stage of a finished workflow run cost what, from Snakemake's ``benchmark:``
 files. Bad input is a user error, not a bug: it prints one line naming the file and the
-problem and exits with status 2, without a traceback.
+problem and exits with status 2, without a traceback. ``kdspectra --version`` prints the
+package version and the commit of the code (the provenance footer's).
 """
 
 from __future__ import annotations
@@ -50,16 +53,35 @@ METRIC_HELP = {
 }
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: the package version and the code's commit, looked up only when asked."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)  # type: ignore[arg-type]
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from kdspectra import __version__
+        from kdspectra.report.provenance import NOT_A_CHECKOUT, git_commit
+
+        commit = git_commit(Path(__file__).resolve().parent)
+        code = NOT_A_CHECKOUT if NOT_A_CHECKOUT in commit else f"commit {commit}"
+        print(f"kdspectra {__version__} ({code})")
+        parser.exit(0)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kdspectra", description="Spectral geometry of embeddings (kdspectra)."
     )
+    parser.add_argument(
+        "--version", action=_VersionAction, help="print the version and the commit, then exit"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     rank = sub.add_parser(
         "rank",
-        help="effective rank of an N×D .npy embedding matrix",
+        help="effective rank of an N×D embedding matrix (the short form of geometry)",
         description="Centre the matrix (subtract column means), take its singular values "
-        "in float64 and print the effective rank.",
+        f"in float64 and print the effective rank. Reads {FORMATS}.",
     )
     rank.add_argument("file", type=Path, help=f"an N×D numeric matrix ({FORMATS})")
     rank.add_argument("--key", help="the array / tensor / columns to read when a file has several")
@@ -96,12 +118,15 @@ def _parser() -> argparse.ArgumentParser:
 def _geometry_parser(sub: argparse._SubParsersAction) -> None:
     geo = sub.add_parser(
         "geometry",
-        help="every geometry metric of an N×D embedding matrix",
+        help="every geometry metric of one or several N×D embedding matrices",
         description="Effective rank (raw and L2), RankMe, participation ratio, stable rank, "
         "α-ReQ, uniformity; per-class effective rank with --labels; linear CKA and mean "
-        f"cosine with --reference. Reads {FORMATS}.",
+        f"cosine with --reference. Reads {FORMATS}. Several files: one table, one row "
+        "per file (--labels and --reference then apply to every file).",
     )
-    geo.add_argument("file", type=Path, help=f"an N×D numeric matrix ({FORMATS})")
+    geo.add_argument(
+        "files", type=Path, nargs="+", metavar="file", help=f"N×D numeric matrices ({FORMATS})"
+    )
     geo.add_argument("--key", help="array / tensor name, or comma-separated table columns")
     geo.add_argument("--labels", type=Path, help="N class labels (any format above)")
     geo.add_argument("--reference", type=Path, help="row-paired N×D' matrix, e.g. the teacher's")
@@ -111,8 +136,12 @@ def _geometry_parser(sub: argparse._SubParsersAction) -> None:
         help="α-ReQ fit range [LO, HI) of 1-based indices (default 10 100)",
     )  # fmt: skip
     geo.add_argument("--seed", type=int, default=0, help="seed of uniformity's subsample")
-    geo.add_argument("--json", action="store_true", help="print one JSON object instead")
-    geo.add_argument("--plot", type=Path, help="also plot the spectrum (log-log) to this image")
+    geo.add_argument(
+        "--json", action="store_true", help="print JSON instead: an object, or a list of them"
+    )
+    geo.add_argument(
+        "--plot", type=Path, help="also plot the spectrum (log-log; several files: overlaid)"
+    )
 
 
 def _json_value(value: object) -> object:
@@ -120,10 +149,30 @@ def _json_value(value: object) -> object:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-def _geometry(args: argparse.Namespace) -> int:
+def _shown(value: object) -> str:
+    return "—" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _warn_alpha_window(path: Path, metrics: dict, alpha_fit: tuple[int, int]) -> None:
+    """Say when the α-ReQ window reaches past the rank: α then describes fewer eigenvalues."""
+    lo, hi = alpha_fit
+    points = int(metrics["alpha_req_points"])
+    if points >= hi - lo:
+        return
+    rank = f"rank {lo + points - 1}" if points else f"rank below {lo}"
+    print(
+        f"kdspectra geometry: warning: {path}: the α-ReQ fit window [{lo}, {hi}) extends past "
+        f"the matrix's {rank}; α is fitted on {points} eigenvalue(s), not {hi - lo} "
+        "(choose a window inside the rank with --alpha-fit LO HI)",
+        file=sys.stderr,
+    )
+
+
+def _file_geometry(path: Path, args: argparse.Namespace) -> tuple[dict, object]:
+    """One file's row (file, n, dim, dtype, every metric) and its centred singular values."""
     from kdspectra.metrics.geometry import geometry_metrics
 
-    emb = read_embeddings(args.file, args.key)
+    emb = read_embeddings(path, args.key)
     labels = None if args.labels is None else read_labels(args.labels, len(emb.array))
     ref = None
     if args.reference is not None:
@@ -131,27 +180,67 @@ def _geometry(args: argparse.Namespace) -> int:
         if len(ref) != len(emb.array):
             raise KdspectraError(
                 f"{args.reference}: expected {len(emb.array)} rows (one per row of "
-                f"{args.file}), found {len(ref)}"
+                f"{path}), found {len(ref)}"
             )
+    s = singular_values(emb.array)
     metrics = geometry_metrics(
-        emb.array, labels, ref, alpha_fit=tuple(args.alpha_fit), seed=args.seed
+        emb.array, labels, ref, alpha_fit=tuple(args.alpha_fit), seed=args.seed, centred_sv=s
     )
+    _warn_alpha_window(path, metrics, tuple(args.alpha_fit))
     n, dim = emb.array.shape
-    if args.json:
-        out = {"n": n, "dim": dim, "dtype": emb.dtype} | metrics
-        print(json.dumps({k: _json_value(v) for k, v in out.items()}, indent=2))
-    else:
-        print(f"{args.file}: {n} rows × {dim} columns, {emb.dtype}")
-        for name, value in metrics.items():
-            shown = "—" if value is None else f"{value:.4f}" if isinstance(value, float) else value
-            print(f"  {name:<26} {shown!s:>10}   {METRIC_HELP.get(name, '')}")
-    if args.plot is not None:
+    return {"file": str(path), "n": n, "dim": dim, "dtype": emb.dtype} | metrics, s
+
+
+def _print_one(row: dict) -> None:
+    print(f"{row['file']}: {row['n']} rows × {row['dim']} columns, {row['dtype']}")
+    for name, value in row.items():
+        if name not in ("file", "n", "dim", "dtype"):
+            print(f"  {name:<26} {_shown(value):>10}   {METRIC_HELP.get(name, '')}")
+
+
+def _print_many(rows: list[dict]) -> None:
+    """One row per file, one column per metric (a metric some files lack shows —)."""
+    columns = list(dict.fromkeys(name for row in rows for name in row))
+    cells = [[_shown(row.get(name)) for name in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                    for i, (c, w) in enumerate(zip(columns, widths, strict=True))))  # fmt: skip
+    for r in cells:
+        print("  ".join(v.ljust(w) if i == 0 else v.rjust(w)
+                        for i, (v, w) in enumerate(zip(r, widths, strict=True))))  # fmt: skip
+
+
+def _plot_geometry(args: argparse.Namespace, spectra: dict[str, object]) -> None:
+    if len(spectra) == 1:
         from kdspectra.report.geometry_plot import save_spectrum_plot  # matplotlib only when asked
 
-        s = singular_values(emb.array)
-        save_spectrum_plot(s, args.plot, title=f"Spectrum of {args.file.name}",
+        (name, s), *_ = spectra.items()
+        save_spectrum_plot(s, args.plot, title=f"Spectrum of {Path(name).name}",
                            alpha_fit=tuple(args.alpha_fit))  # fmt: skip
-        print(f"spectrum plot: {args.plot}", file=sys.stderr if args.json else sys.stdout)
+    else:
+        from kdspectra.report.figures import DPI, fig1
+
+        fig = fig1({Path(k).name: v for k, v in spectra.items()}, title="Singular value spectra")
+        save_figure(fig, args.plot, dpi=DPI)
+    print(f"spectrum plot: {args.plot}", file=sys.stderr if args.json else sys.stdout)
+
+
+def _geometry(args: argparse.Namespace) -> int:
+    rows, spectra = [], {}
+    for path in args.files:
+        row, spectra[str(path)] = _file_geometry(path, args)
+        rows.append(row)
+    if args.json:
+        objects = [{k: _json_value(v) for k, v in row.items()} for row in rows]
+        if len(rows) == 1:  # one file: one object, as before several files were accepted
+            objects[0].pop("file")
+        print(json.dumps(objects[0] if len(rows) == 1 else objects, indent=2))
+    elif len(rows) == 1:
+        _print_one(rows[0])
+    else:
+        _print_many(rows)
+    if args.plot is not None:
+        _plot_geometry(args, spectra)
     return 0
 
 
