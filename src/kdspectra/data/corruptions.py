@@ -47,6 +47,7 @@ from kdspectra.data.archives import check_member, check_member_path
 from kdspectra.errors import ConfigError, DataError
 from kdspectra.io import atomic_path
 from kdspectra.registry import CORRUPTION_SOURCES
+from kdspectra.runtime.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -335,6 +336,7 @@ def score_corruptions(
     test_labels: np.ndarray,
     *,
     knn: KnnScorer | Mapping[str, KnnScorer] | None = None,
+    total: int | None = None,
 ) -> pd.DataFrame:
     """Accuracy of one clean-fitted probe (and optionally kNN) on every corruption set.
 
@@ -345,10 +347,12 @@ def score_corruptions(
     lazily so only one set's embeddings exist at a time. Returns one row per set with
     columns ``corruption``, ``severity``, ``accuracy`` (fraction in [0, 1]) and, when
     ``knn`` is given, ``knn_accuracy`` (or, for a mapping column → scorer, one column per
-    entry: several k on the same embeddings).
+    entry: several k on the same embeddings). ``total``: the number of sets, when known,
+    for the ETA of the progress lines logged every ~10 s (one model is 95 sets).
     """
     scorers = {"knn_accuracy": knn} if callable(knn) else dict(knn or {})
     rows: list[dict[str, Any]] = []
+    progress = Progress(total, desc="corruption sets", unit="set", logger=log)
     for name, severity, images in sets:
         emb = embed(images)
         row = {
@@ -360,6 +364,8 @@ def score_corruptions(
             row[column] = float(score(emb, test_labels))
         log.info("%s s=%d: probe accuracy %.4f", name, severity, row["accuracy"])
         rows.append(row)
+        progress.update()
+    progress.close()
     columns = ["corruption", "severity", "accuracy", *scorers]
     frame = pd.DataFrame(rows, columns=columns)
     return frame.astype({"severity": np.int64, "accuracy": np.float64})

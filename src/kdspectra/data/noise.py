@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from kdspectra.errors import ConfigError, DataError
+from kdspectra.runtime.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +52,13 @@ def embed_noisy(
     [0, 1], and every σ reuses the same seed, so the curve varies only with σ.
     """
     out = []
-    for sigma in sigmas:
-        t0 = time.perf_counter()
-        out.append(embed(add_gaussian_noise(images, float(sigma), seed)))
-        log.info("sigma=%.3f: %d images in %.1fs", sigma, len(images), time.perf_counter() - t0)
+    progress = Progress(len(sigmas) * len(images), desc="noise pass", unit="img", logger=log)
+    with progress:
+        for sigma in sigmas:
+            t0 = time.perf_counter()
+            out.append(embed(add_gaussian_noise(images, float(sigma), seed)))
+            log.info("sigma=%.3f: %d images in %.1fs", sigma, len(images), time.perf_counter() - t0)
+            progress.update(len(images))
     return np.stack(out).astype(np.float32)
 
 

@@ -19,11 +19,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
-from tqdm.auto import tqdm
 
 from kdspectra.errors import ArtifactError, ConfigError, DataError
 from kdspectra.models.students import build_student
 from kdspectra.runtime.precision import fp32
+from kdspectra.runtime.progress import Progress
 
 log = logging.getLogger("kdspectra.models.inference")
 
@@ -56,20 +56,16 @@ def embed_batches(
 
     ``encode`` maps one raw NHWC device batch (the input's dtype) to N×D rows; it owns the
     model-specific preprocessing. Runs under ``inference_mode`` and fp32. ``dim`` is the
-    width returned for an empty input. ``progress=None`` shows a bar only on a TTY.
+    width returned for an empty input. Progress (count, rate, ETA) is logged every ~10 s
+    whatever ``progress`` says; ``progress`` is about the terminal bar (``None``: only on a
+    TTY, so never in a rule's log).
     Raises :class:`ConfigError` for a ``batch_size`` below 1.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"embedding batch_size: expected an integer >= 1, found {batch_size!r}")
     device = torch.device(device)
     rows: list[torch.Tensor] = []
-    bar = tqdm(
-        total=len(images),
-        unit="img",
-        desc=desc,
-        disable=None if progress is None else not progress,
-        leave=False,
-    )
+    bar = Progress(len(images), desc=desc, unit="img", logger=log, bar=progress)
     with bar, torch.inference_mode(), fp32(device):
         for batch in _device_batches(images, batch_size, device):
             rows.append(encode(batch).float())

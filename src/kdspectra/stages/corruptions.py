@@ -78,7 +78,8 @@ def measure_corruptions(inputs: Named, outputs: Named, params: Named) -> None:
         for k, column in ks.items()
     }
     t0 = time.perf_counter()
-    frame = score_corruptions(embed, fitted, sets, yte, knn=scorers)
+    total = len(names) * len(severities)
+    frame = score_corruptions(embed, fitted, sets, yte, knn=scorers, total=total)
     log.info("%d sets scored in %.1fs", len(frame), time.perf_counter() - t0)
     frame["knn_accuracy"] = frame[next(iter(ks.values()))]
     frame["knn_k"] = next(iter(ks))
