@@ -242,20 +242,22 @@ def test_ordinary_run_names_pass(name: str) -> None:
 
 
 def test_prepared_data_is_named_by_archive_content() -> None:
-    """Archives get <dataset>-<md5[:12]> (two archives under one name never collide);
-    built-in sets keep their name; an md5 that no dataset of the config has is named."""
+    """Archives get <dataset>-<md5> with the whole md5 (two archives under one name never
+    collide, and a typo in the md5's last digit is another key, not a rerun of the good
+    one's download); built-in sets keep their name; an md5 that no dataset has is named."""
     from kdspectra.config import data_key, dataset_of_key
 
     cfg = copy.deepcopy(PAPER)
     cfg["datasets"]["digits"] = {}
-    mirror = {**cfg["datasets"]["cifar10"], "md5": "f" * 32}
-    assert data_key(cfg, "cifar10") == "cifar10-c32a1d4ab5d0"
-    assert data_key({"datasets": {"cifar10": mirror}}, "cifar10") == "cifar10-ffffffffffff"
+    good = cfg["datasets"]["cifar10"]["md5"]
+    typo = {**cfg["datasets"]["cifar10"], "md5": good[:-1] + "f"}
+    assert data_key(cfg, "cifar10") == f"cifar10-{good}"
+    assert data_key({"datasets": {"cifar10": typo}}, "cifar10") == f"cifar10-{good[:-1]}f"
     assert data_key(cfg, "digits") == "digits"
-    assert dataset_of_key(cfg, "cifar10-c32a1d4ab5d0") == "cifar10"
+    assert dataset_of_key(cfg, f"cifar10-{good}") == "cifar10"
     assert dataset_of_key(cfg, "digits") == "digits"
-    with pytest.raises(ConfigError, match=r"'datasets'.*'cifar10-ffffffffffff'"):
-        dataset_of_key(cfg, "cifar10-ffffffffffff")
+    with pytest.raises(ConfigError, match=r"'datasets'.*'cifar10-f+'"):
+        dataset_of_key(cfg, "cifar10-" + "f" * 32)
 
 
 # ------------------------------------------------- values a job would refuse (issue 24)

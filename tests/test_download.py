@@ -257,3 +257,73 @@ def test_http_short_body_then_full_body_succeeds(tmp_path: Path, sleeps: list[fl
         dl.download(server.url, PAYLOAD_MD5, dest, retries=2, progress=False)
     assert server.requests == 2
     assert dest.read_bytes() == PAYLOAD
+
+
+# ------------------------------------- a failed job never leaves fewer good artifacts
+
+
+def _synth_archive(path: Path) -> str:
+    """A small CIFAR-10 binary archive at ``path``; returns its md5."""
+    import numpy as np
+
+    from kdspectra.data.datasets import write_cifar_archive
+
+    rng = np.random.default_rng(0)
+
+    def split(n: int) -> tuple[np.ndarray, np.ndarray]:
+        return rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), np.arange(n) % 10
+
+    (xtr, ytr), (xte, yte) = split(50), split(10)
+    write_cifar_archive(
+        path, "cifar10-binary", train_images=xtr, train_labels=ytr, test_images=xte,
+        test_labels=yte, classes=[f"c{i}" for i in range(10)],
+    )  # fmt: skip
+    return dl.md5sum(path)
+
+
+def _prepare(work: Path, config: dict) -> tuple[int, str]:
+    import yaml
+
+    from conftest import run_snakemake
+
+    (work / "run.yaml").write_text(yaml.safe_dump(config))
+    args = ("--configfile", "run.yaml", "--cores", "1", "--until", "prepare_dataset")
+    proc = run_snakemake(work, *args, timeout=300, merge_output=True)
+    return proc.returncode, proc.stdout
+
+
+def _snapshot(folder: Path) -> dict[str, str]:
+    """md5 of every file under ``folder`` (what a failed job must leave as it was)."""
+    return {str(p.relative_to(folder)): dl.md5sum(p) for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.workflow
+@pytest.mark.slow
+def test_md5_typo_in_config_leaves_the_good_archive_and_data(tmp_path: Path) -> None:
+    """Config change, then refusal: a good run prepares the data; the md5 is then edited
+    with a typo in its last digit (the file served is unchanged). The download refuses
+    the archive, and the good archive and prepared arrays are all still there, byte for
+    byte. (With a key of md5[:12], Snakemake saw a changed param, deleted the archive,
+    then the download failed.)"""
+    import yaml
+
+    work = tmp_path / "work"
+    work.mkdir()
+    archive = tmp_path / "mirror" / "synth.tar.gz"
+    archive.parent.mkdir()
+    md5 = _synth_archive(archive)
+    config = yaml.safe_load((Path(__file__).parent / "faults" / "mini_config.yaml").read_text())
+    config["datasets"]["synth"].update(url=archive.as_uri(), md5=md5)
+    code, out = _prepare(work, config)
+    assert code == 0, out[-4000:]
+    before = _snapshot(work / "results" / "downloads") | _snapshot(work / "results" / "data")
+    assert any(name.endswith(".tar.gz") for name in before) and len(before) >= 6
+
+    typo = md5[:-1] + ("0" if md5[-1] != "0" else "1")
+    config["datasets"]["synth"]["md5"] = typo
+    code, out = _prepare(work, config)
+    assert code != 0, out[-4000:]
+    assert "md5 mismatch" in out and typo in out
+    after = _snapshot(work / "results" / "downloads") | _snapshot(work / "results" / "data")
+    assert {k: v for k, v in after.items() if k in before} == before
+    assert not [k for k in after if k not in before and typo in k and k.endswith(".tar.gz")]

@@ -228,16 +228,19 @@ def needs_download(config: Mapping[str, Any], dataset: str) -> bool:
 
 
 def data_key(config: Mapping[str, Any], dataset: str) -> str:
-    """The folder name of ``dataset``'s prepared data and download: ``<dataset>-<md5[:12]>``.
+    """The folder name of ``dataset``'s prepared data and download: ``<dataset>-<md5>``.
 
     Prepared data is shared by every run in a directory, so it is named by content: two
     configs that give the name ``cifar10`` to different archives (a mirror, a subset, a
-    fixture) get two folders and neither overwrites the other's arrays. Built-in sets
-    (no archive) keep their plain name.
+    fixture) get two folders and neither overwrites the other's arrays. The whole md5, not
+    a prefix: with a prefix, a typo in the last digits kept the key, Snakemake saw a changed
+    param, deleted the good archive and then the download refused the typo. Now any change
+    of md5 is a new key, and a failed download leaves the old key's files as they were.
+    Built-in sets (no archive) keep their plain name.
     """
     if not needs_download(config, dataset):
         return dataset
-    return f"{dataset}-{config['datasets'][dataset]['md5'][:12]}"
+    return f"{dataset}-{config['datasets'][dataset]['md5']}"
 
 
 def dataset_of_key(config: Mapping[str, Any], key: str) -> str:
@@ -252,7 +255,7 @@ def dataset_of_key(config: Mapping[str, Any], key: str) -> str:
             return name
     raise ConfigError(
         f"config key 'datasets': no dataset has the data key {key!r} (expected <dataset>-"
-        f"<md5[:12]> of a dataset in this config; its datasets: {sorted(config['datasets'])})"
+        f"<md5> of a dataset in this config; its datasets: {sorted(config['datasets'])})"
     )
 
 
@@ -272,8 +275,8 @@ def corruption_source(config: Mapping[str, Any], dataset: str) -> dict[str, str]
 
 
 def corruption_key(config: Mapping[str, Any], dataset: str) -> str:
-    """The download's name: ``<dataset>-C-<md5[:12]>``, keyed by content like the datasets."""
-    return f"{dataset}-C-{corruption_source(config, dataset)['md5'][:12]}"
+    """The download's name: ``<dataset>-C-<md5>``, keyed by the whole md5 like the datasets."""
+    return f"{dataset}-C-{corruption_source(config, dataset)['md5']}"
 
 
 def weights_file(pretrained: Any) -> Path | None:
@@ -410,8 +413,40 @@ def _check_corruptions(config: Mapping[str, Any]) -> Iterator[str]:
             yield str(exc)
 
 
+def pretrain_conflict(name: str, spec: Mapping[str, Any]) -> str | None:
+    """Why ``teachers.<name>`` cannot be trained here as written, or None.
+
+    ``pretrain`` (train the teacher here) and ``pretrained`` (load weights from elsewhere)
+    exclude each other; the teachers trained here are timm ViTs.
+    """
+    if "pretrain" not in spec:
+        return None
+    key = f"teachers.{name}"
+    if spec.get("pretrained") not in (None, False, ""):
+        return (
+            f"config key '{key}.pretrained': {key}.pretrain trains this teacher here, so it "
+            f"takes no weights from elsewhere; found pretrained: {spec['pretrained']!r} (remove "
+            f"one of the two keys)"
+        )
+    if spec.get("library") != "timm":
+        return (
+            f"config key '{key}.library': teachers with a 'pretrain' key are timm ViTs; "
+            f"expected 'timm', found {spec.get('library')!r}"
+        )
+    return None
+
+
 def _check_teachers(config: Mapping[str, Any]) -> Iterator[str]:
     for name, spec in config["teachers"].items():
+        conflict = pretrain_conflict(name, spec)
+        if conflict:
+            yield conflict
+        dataset = spec.get("pretrain", {}).get("dataset")
+        if dataset is not None and dataset not in config["datasets"]:
+            yield (
+                f"config key 'teachers.{name}.pretrain.dataset': unknown dataset {dataset!r}; "
+                f"known: {sorted(config['datasets'])}"
+            )
         pre = spec.get("pretrained")
         path = weights_file(pre)
         if path is not None and not path.is_file():

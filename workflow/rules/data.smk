@@ -1,7 +1,9 @@
 # Data stage: download the archive (submit host: compute nodes often have no internet),
 # verify its md5, and prepare uint8 arrays shared by every run. Both are keyed by content,
-# {data_key} = <dataset>-<md5[:12]> (kdspectra.config.data_key): two configs that give one
-# dataset name to different archives never overwrite each other's data. The URL is not a
+# {data_key} = <dataset>-<md5> (kdspectra.config.data_key): two configs that give one
+# dataset name to different archives never overwrite each other's data, and an md5 typo
+# is a new key, so the failed download cannot delete the good archive of the old one
+# (docs/design.md: a failed job never leaves fewer good artifacts than before it started). The URL is not a
 # param (the scripts read it from the config): Snakemake reruns a job whose params change,
 # and fetching the same md5 from another mirror must not redo the download and prepare.
 #
