@@ -343,14 +343,14 @@ def test_two_archives_under_one_name_coexist(tmp_path: Path) -> None:
     for config in (a, b):
         proc = prepare_only(work, config)
         assert proc.returncode == 0, proc.stderr[-4000:]
-    dirs = {f"synth-{md5_a[:12]}", f"synth-{md5_b[:12]}"}
+    dirs = {f"synth-{md5_a}", f"synth-{md5_b}"}
     assert listing(work / "results" / "data") == sorted(dirs)
     assert listing(work / "results" / "downloads") == sorted(f"{d}.tar.gz" for d in dirs)
     for md5 in (md5_a, md5_b):
-        source = json.loads((work / f"results/data/synth-{md5[:12]}/source.json").read_text())
+        source = json.loads((work / f"results/data/synth-{md5}/source.json").read_text())
         assert source["md5"] == md5
-    first = load_npy(work / f"results/data/synth-{md5_a[:12]}/train_images.npy")
-    second = load_npy(work / f"results/data/synth-{md5_b[:12]}/train_images.npy")
+    first = load_npy(work / f"results/data/synth-{md5_a}/train_images.npy")
+    second = load_npy(work / f"results/data/synth-{md5_b}/train_images.npy")
     assert not np.array_equal(first, second)
     mirror = tmp_path / "mirror2" / "synth.tar.gz"
     mirror.parent.mkdir()

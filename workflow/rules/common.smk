@@ -69,8 +69,8 @@ MODEL_RE = f"{TEACHER_MODEL}|{ModelId.pattern()}"
 
 wildcard_constraints:
     dataset=r"[A-Za-z0-9_]+",
-    # Prepared data and downloads: <dataset>-<md5[:12]>, or <dataset> for built-in sets.
-    data_key=r"[A-Za-z0-9_]+(-[0-9a-f]{12})?",
+    # Prepared data and downloads: <dataset>-<md5>, or <dataset> for built-in sets.
+    data_key=r"[A-Za-z0-9_]+(-[0-9a-f]{32})?",
     teacher=r"[A-Za-z0-9_]+",
     experiment=r"[A-Za-z0-9_]+",
     student=r"[a-z_]+",
