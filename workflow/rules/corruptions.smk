@@ -23,7 +23,7 @@ rule download_corruptions:
     log:
         "results/logs/download_corruptions/{dataset}-C-{cmd5}.log",
     wildcard_constraints:
-        cmd5=r"[0-9a-f]{12}",
+        cmd5=r"[0-9a-f]{32}",
     retries: 0
     conda:
         ENV
