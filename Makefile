@@ -19,7 +19,7 @@ help:
 	@echo "make format - ruff --fix, ruff format and snakefmt in place"
 	@echo "make cluster-test - SLURM tests (needs a cluster: sudo .ci/slurm/start.sh)"
 	@echo "make test-gpu - CUDA-only tests (needs a GPU; skipped without one)"
-	@echo "make faults - fault-injection suite, one summary line per scenario (README: Reliability)"
+	@echo "make faults - fault-injection suite, one summary line per scenario (docs/reliability.md)"
 	@echo "make bench  - benchmarks vs naive baselines + the demo timed per stage -> results/bench/"
 	@echo "make diagrams - regenerate docs/rulegraph.svg and docs/modules.svg (needs graphviz)"
 	@echo "make clean  - remove results/ and .snakemake/ (keeps .venv)"

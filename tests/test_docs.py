@@ -79,3 +79,54 @@ def test_nothing_cites_a_file_outside_the_repository(pattern):
         text = path.read_text(encoding="utf-8", errors="ignore")
         hits += [f"{name}: {m.group(0)}" for m in re.finditer(pattern, text)]
     assert not hits, hits
+
+
+def _tool(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_configuration_reference_is_current():
+    """docs/configuration.md is the schema rendered: edit the schema, then rerun the tool."""
+    config_docs = _tool("config_docs")
+    from kdspectra.config import load_schema
+
+    committed = (DOCS / "configuration.md").read_text(encoding="utf-8")
+    assert committed == config_docs.render(load_schema()), (
+        "docs/configuration.md is stale: python tools/config_docs.py"
+    )
+
+
+def test_configuration_reference_names_every_schema_key():
+    from kdspectra.config import load_schema
+
+    schema = load_schema()
+    text = (DOCS / "configuration.md").read_text(encoding="utf-8")
+    for section in ("training", "evaluation", "report"):
+        for key in schema["properties"][section]["properties"]:
+            assert f"`{section}.{key}`" in text, f"{section}.{key}"
+
+
+def test_config_readme_lists_every_overlay():
+    text = (ROOT / "config" / "README.md").read_text(encoding="utf-8")
+    missing = [p.name for p in (ROOT / "config").glob("*.yaml") if f"`{p.name}`" not in text]
+    assert not missing, f"config/README.md does not list: {missing}"
+    assert "docs/configuration.md" in text
+
+
+def test_citation_and_license_agree_with_pyproject():
+    import tomllib
+
+    import yaml
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text(encoding="utf-8"))
+    assert cff["cff-version"] == "1.2.0" and cff["type"] == "software"
+    assert str(cff["version"]) == project["version"]
+    assert cff["license"] == project["license"] == "MIT"
+    assert (ROOT / "LICENSE").read_text(encoding="utf-8").startswith("MIT License")
+    paper = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert any(ref["title"] in paper for ref in cff["references"]), "README cites the paper"

@@ -5,7 +5,7 @@ produced, or the error it stopped with. Every test here injects one fault and ch
 the failure surfaces where it happens, that the message names the key or file, and that
 nothing downstream is built from the bad input. Each test carries
 ``@pytest.mark.scenario``; ``tests/conftest.py`` prints one summary line per scenario
-(``make faults``). The README's "Reliability" table is the
+(``make faults``). The table in ``docs/reliability.md`` is the
 prose version of these scenarios.
 
 Library-level tests call :mod:`kdspectra.stages` (exactly what each rule's script runs) on
