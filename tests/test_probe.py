@@ -173,3 +173,18 @@ def test_knn_errors_name_the_problem() -> None:
         knn_accuracy(x, y, x, y, k=0)
     with pytest.raises(ArtifactError, match="NaN"):
         knn_accuracy(x, y, np.full((2, 4), np.nan), y[:2])
+
+
+def test_knn_separates_a_near_constant_embedding() -> None:
+    """Separable blobs riding on an offset 10⁵× their spread (every pairwise cosine ≥ 0.9999999,
+    as timm's random-init DINOv2): neighbours differ in the 8th digit of the cosine, which
+    float32 similarities round into ties (a vote by index order)."""
+    xtr, ytr = blobs(400, 4, 16, spread=6.0, seed=0)
+    xte, yte = blobs(200, 4, 16, spread=6.0, seed=1)
+    offset = np.full(16, 1e6)
+    cone_tr, cone_te = (xtr + offset).astype(np.float32), (xte + offset).astype(np.float32)
+    u = cone_te.astype(np.float64)
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    assert (u @ u.T).min() > 0.9999999  # the regime of the degenerate teacher
+    assert knn_accuracy(xtr, ytr, xte, yte) == 1.0
+    assert knn_accuracy(cone_tr, ytr, cone_te, yte) == 1.0  # float32 similarities: 0.62

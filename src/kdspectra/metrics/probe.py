@@ -213,7 +213,7 @@ def fit_probe(
     return Probe(scaler=scaler, model=model, C=best, selection=scores, selection_note=note)
 
 
-KNN_BLOCK_ELEMENTS = 1 << 22  # test-chunk × train similarities held at once (16 MB float32)
+KNN_BLOCK_ELEMENTS = 1 << 22  # test-chunk × train similarities held at once (32 MB float64)
 
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:
@@ -251,14 +251,18 @@ def knn_accuracy(
     Rows are L2-normalised; each test row takes its k train rows of highest cosine
     similarity, each votes exp(sim/T) for its class, and the class with the most weight
     wins. Fewer hyperparameters than a linear probe and no fitting, so SSL papers report
-    both. Similarities are float32 (as in DINO; it halves the memory and time of the
-    N_test × N_train product), the votes are summed in float64. Test rows are processed
-    in chunks of at most :data:`KNN_BLOCK_ELEMENTS` similarities, so memory is bounded.
+    both. Rows, similarities and votes are float64, unlike DINO's float32: a teacher
+    that maps every image into a narrow cone (timm's random-init DINOv2: pairwise cosines
+    ≥ 0.9999999) has neighbours whose cosines differ in the 8th digit, which float32
+    rounds into ties (kNN-20 read 0.15 there; 0.89 in float64). It doubles the cost of
+    the N_test × N_train product, which stays small beside the probe's fit. Test rows are
+    processed in chunks of at most :data:`KNN_BLOCK_ELEMENTS` similarities, so memory is
+    bounded.
     Deterministic: neighbour ties go to the lower train index, vote ties to the smaller
     class label. ``k`` larger than the train set is clipped to it (every train row votes).
     """
-    xtr = _unit_rows(_features(train, "kNN train embeddings"))
-    xte = _unit_rows(_features(test, "kNN test embeddings"))
+    xtr = _unit_rows(_features(train, "kNN train embeddings").astype(np.float64))
+    xte = _unit_rows(_features(test, "kNN test embeddings").astype(np.float64))
     ytr, yte = _labels(train_labels, len(xtr)), _labels(test_labels, len(xte))
     if xtr.shape[1] != xte.shape[1]:
         raise ArtifactError(f"kNN: train rows are {xtr.shape[1]}-d, test rows {xte.shape[1]}-d")
@@ -273,7 +277,7 @@ def knn_accuracy(
     for start in range(0, len(xte), chunk):
         sim = xte[start : start + chunk] @ xtr.T
         top = _top_k(sim, k)
-        weights = np.exp(np.take_along_axis(sim, top, axis=1).astype(np.float64) / temperature)
+        weights = np.exp(np.take_along_axis(sim, top, axis=1) / temperature)
         votes = np.zeros((len(sim), len(classes)))
         np.add.at(votes, (np.arange(len(sim))[:, None], ytr_idx[top]), weights)
         pred = classes[np.argmax(votes, axis=1)]  # argmax: first (smallest) class on ties
