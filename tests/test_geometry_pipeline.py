@@ -69,7 +69,7 @@ def test_spectrum_json_holds_every_metric_of_geometry_metrics(spectrum_files) ->
     a, b = student.astype(np.float64), teacher.astype(np.float64)
     cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
     assert stats["cos_to_teacher"] == pytest.approx(cos.mean(), rel=1e-12)
-    assert set(stages.SPECTRUM_METRICS) <= set(stats)
+    assert set(stages.SPECTRUM_KEYS) <= set(stats)
 
 
 def test_teacher_spectrum_has_no_alignment_and_default_alpha_fit(spectrum_files) -> None:
@@ -118,7 +118,7 @@ def test_noise_stage_knn_columns_are_knn_accuracy_on_the_saved_arrays(tmp_path: 
 
 
 def test_collect_carries_geometry_and_clean_knn(tmp_path: Path) -> None:
-    spec = {m: 0.5 for m in stages.SPECTRUM_METRICS} | {"uniformity_subsample": None}
+    spec = {m: 0.5 for m in stages.SPECTRUM_KEYS} | {"uniformity_subsample": None}
     save_json(tmp_path / "spec.json", spec | {"rankme": 7.5})
     save_json(tmp_path / "meta.json", {"params": 10})
     curve = pd.DataFrame(

@@ -170,7 +170,7 @@ def test_noise_stage_and_collect(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="effective_rank_l2"):  # an old spectrum JSON
         stages.collect({}, collected, {"records": [record]})
     spec |= {"effective_rank_l2": 4.0, "norm_cv": 0.2, "rank_ceiling": 6}
-    spec |= {m: 1.0 for m in stages.SPECTRUM_METRICS if m not in spec}  # the geometry suite
+    spec |= {m: 1.0 for m in stages.SPECTRUM_KEYS if m not in spec}  # the geometry suite
     save_json(tmp_path / "spec.json", spec)
     stages.collect({}, collected, {"records": [record]})
     summary = pd.read_parquet(tmp_path / "summary.parquet")

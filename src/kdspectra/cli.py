@@ -26,6 +26,7 @@ from pathlib import Path
 from kdspectra.data.embedding_files import SUFFIXES, read_embeddings, read_labels
 from kdspectra.errors import KdspectraError
 from kdspectra.io import save_csv, save_figure
+from kdspectra.metrics.catalog import BY_NAME
 from kdspectra.metrics.spectrum import (
     VARIANT_LABELS,
     effective_rank_from_singular_values,
@@ -35,22 +36,8 @@ from kdspectra.metrics.spectrum import (
 EXIT_USAGE = 2
 FORMATS = ", ".join(SUFFIXES)
 
-# What each metric of ``kdspectra geometry`` measures, in the order the table prints them.
-METRIC_HELP = {
-    "effective_rank": "entropy effective rank, p ∝ σ² of the centred matrix (paper Eq. 3)",
-    "effective_rank_l2": "the same after L2-normalising rows (directions only)",
-    "rankme": "RankMe: p = σ/‖σ‖₁ of the uncentred matrix (Garrido 2023)",
-    "participation_ratio": "(Σλ)²/Σλ², λ = σ² centred",
-    "stable_rank": "Σλ/λ₁: variance in units of the top direction's",
-    "alpha_req": "α-ReQ: λ_i ∝ i^−α, OLS over the fit range (Agrawal 2022)",
-    "alpha_req_r2": "R² of that power-law fit",
-    "alpha_req_points": "eigenvalues inside the fit range (α is NaN below 2)",
-    "uniformity": "ln mean exp(−2‖u_i−u_j‖²), u = unit rows (Wang & Isola 2020)",
-    "uniformity_subsample": "rows subsampled for uniformity (none: exact)",
-    "per_class_effective_rank": "mean effective rank within classes of ≥ 2 rows",
-    "linear_cka": "linear CKA to the reference (Kornblith 2019)",
-    "cos_to_reference": "mean cosine of row i to reference row i",
-}
+# What each metric of ``kdspectra geometry`` measures (kdspectra.metrics.catalog's help).
+METRIC_HELP = {name: metric.help for name, metric in BY_NAME.items()}
 
 
 class _VersionAction(argparse.Action):

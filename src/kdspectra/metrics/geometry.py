@@ -25,7 +25,8 @@ With σ the singular values of the *column-centred* matrix and λ = σ² (descen
 - ``cos_to_teacher``: mean cosine of row-paired embeddings (student row i vs teacher row i).
 
 :func:`geometry_metrics` computes all of them with one centred SVD shared by the
-spectrum-based metrics.
+spectrum-based metrics. How each is labelled, rounded and explained lives in
+:mod:`kdspectra.metrics.catalog`.
 """
 
 from __future__ import annotations
@@ -73,26 +74,8 @@ UNIFORMITY_EXACT_MAX = 10_000  # beyond this many rows, uniformity uses a seeded
 _ALPHA_RTOL = 1e-12  # λ_i ≤ λ₁·1e-12 is rounding noise, not a point of the power law
 _BLOCK_ELEMENTS = 1 << 22  # uniformity's Gram blocks hold ≤ 4M float64 (32 MB)
 _COS_FLOOR = 1e-12  # a zero row has cosine 0 with anything (no division by zero)
-
-# Every metric of an embedding matrix, in the order reports show them: the paper's ER
-# (raw and L2 rows), the spectrum-shape metrics, uniformity, then the ones that need
-# labels or a reference. Tables, the spectrum stage and the summary take names from here.
-SPECTRUM_METRICS = (
-    "rankme",
-    "participation_ratio",
-    "stable_rank",
-    "alpha_req",
-    "alpha_req_r2",
-    "uniformity",
-)
-REPORTED_METRICS = (
-    "effective_rank",
-    "effective_rank_l2",
-    *SPECTRUM_METRICS,
-    "per_class_effective_rank",
-    "linear_cka",
-    "cos_to_teacher",
-)
+# Each key geometry_metrics returns is an entry of kdspectra.metrics.catalog.METRICS: its
+# label, decimals, help text and place in the reports (tests/test_catalog.py checks both).
 
 
 # -- spectrum-based metrics -------------------------------------------------------------

@@ -16,16 +16,13 @@ import numpy as np
 import pandas as pd
 
 from kdspectra import registry
+from kdspectra.metrics.catalog import METRICS
 from kdspectra.report.provenance import Provenance
 
-HEADERS = {
+# Column → header: every catalog metric's label, then the other columns tables show.
+HEADERS = {m.column: m.label for m in METRICS} | {
     "model": "Model",
     "params": "Params",
-    "effective_rank": "ER (raw, paper)",
-    "effective_rank_l2": "ER (L2 rows)",
-    "norm_cv": "Norm CV",
-    "rank_ceiling": "Rank ceiling",
-    "cos_to_teacher": "cos to teacher",
     "n_seeds": "Seeds",
     "teacher": "Teacher",
     "dataset": "Dataset",
@@ -33,16 +30,7 @@ HEADERS = {
     "objective": "Objective",
     "sigma": "σ",
     "accuracy": "Accuracy",
-    "effective_rank_rv": "Effective rank (Roy–Vetterli)",
     "experiment": "Experiment",
-    "rankme": "RankMe",
-    "participation_ratio": "Participation ratio",
-    "stable_rank": "Stable rank",
-    "alpha_req": "α-ReQ",
-    "alpha_req_r2": "α-ReQ R²",
-    "uniformity": "Uniformity",
-    "per_class_effective_rank": "Per-class ER",
-    "linear_cka": "CKA to teacher",
     "clean_accuracy": "Probe acc.",
     # the default evaluation.knn_k; other k show their column name
     "clean_knn20_accuracy": "kNN-20 acc.",
@@ -59,21 +47,9 @@ HEADERS = {
     "knn_mean19_accuracy": "kNN, all 19",
     "knn_k": "kNN k",
 }
-DECIMALS = {
-    "effective_rank": 2,
-    "effective_rank_rv": 2,
-    "effective_rank_l2": 2,
-    "norm_cv": 3,
-    "cos_to_teacher": 3,
+# Column → fixed decimals (others: 4 significant digits): the catalog's, then accuracies.
+DECIMALS = {m.column: m.decimals for m in METRICS if m.decimals is not None} | {
     "accuracy": 4,
-    "rankme": 2,
-    "participation_ratio": 2,
-    "stable_rank": 2,
-    "alpha_req": 3,
-    "alpha_req_r2": 3,
-    "uniformity": 3,
-    "per_class_effective_rank": 2,
-    "linear_cka": 3,
     "clean_accuracy": 4,
     "clean_knn20_accuracy": 4,
     "clean_knn200_accuracy": 4,

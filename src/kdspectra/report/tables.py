@@ -24,29 +24,14 @@ import pandas as pd
 
 from kdspectra import registry
 from kdspectra.errors import ArtifactError
-from kdspectra.metrics.geometry import REPORTED_METRICS
+from kdspectra.metrics.catalog import REPORTED_METRICS
+from kdspectra.report.columns import NOISE_COLUMNS, SUMMARY_COLUMNS, clean_accuracy_columns
 from kdspectra.report.render import objective_label, student_label, teacher_label
 
-SUMMARY_COLUMNS = (
-    "experiment",
-    "dataset",
-    "teacher",
-    "role",
-    "student",
-    "objective",
-    "seed",
-    "params",
-    "effective_rank",
-    "effective_rank_l2",
-    "norm_cv",
-    "rank_ceiling",
-    "cos_to_teacher",
-)
 # What every model row shows: the paper's raw ER, the ER of L2-normalised rows (the losses
 # ignore norms), the norm spread that separates them, and the architecture's rank cap.
 GEOMETRY_METRICS = ("effective_rank", "effective_rank_l2", "norm_cv")
 STUDENT_METRICS = (*GEOMETRY_METRICS, "cos_to_teacher")
-NOISE_COLUMNS = ("experiment", "role", "student", "objective", "seed", "sigma", "accuracy")
 
 # Defaults from the registry: the CNN students (Tables I–II, Figures 2–3) and the first
 # registered student of each family (the ablation: local CNN, semi-global Hybrid, global ViT).
@@ -354,14 +339,9 @@ def fig3_data(
     return _titled(pd.DataFrame.from_records(records), f"Figure 3 data ({experiment})")
 
 
-# Every metric of kdspectra.metrics.geometry, in the order the geometry table shows them.
+# Every metric of kdspectra.metrics.geometry, in the order the geometry table shows them
+# (the catalog's; kdspectra.paper.comparison reads it from here).
 GEOMETRY_TABLE_METRICS = REPORTED_METRICS
-
-
-def _clean_accuracy_columns(summary: pd.DataFrame) -> list[str]:
-    """The probe's and every kNN's clean accuracy the summary carries (``clean_*``)."""
-    knn = [c for c in summary.columns if c.startswith("clean_knn") and c.endswith("_accuracy")]
-    return ["clean_accuracy", *knn]
 
 
 def geometry_table(
@@ -377,7 +357,7 @@ def geometry_table(
     reports one number (ER); this table is what a reader of the collapse literature
     compares (RankMe, α-ReQ, uniformity, CKA, ...), so it spans all models, not a subset.
     """
-    metrics = [*GEOMETRY_TABLE_METRICS, *_clean_accuracy_columns(summary)]
+    metrics = [*GEOMETRY_TABLE_METRICS, *clean_accuracy_columns(summary.columns)]
     require_columns(summary, [*SUMMARY_COLUMNS, *metrics], "run summary")
     exps = list(experiments) if experiments is not None else list(summary["experiment"].unique())
     records = []

@@ -17,9 +17,15 @@ open_clip, timm, sklearn) happen inside the functions that need them.
 
 from __future__ import annotations
 
+from kdspectra.report.columns import (
+    CORRUPTION_COLUMNS,
+    RUN_KEYS,
+    SPECTRUM_KEYS,
+    knn_columns,
+    model_keys,
+)
 from kdspectra.stages._common import Named, PathLike, load_split
 from kdspectra.stages.corruptions import (
-    CORRUPTION_COLUMNS,
     collect_corruptions,
     corruption_table,
     corruptions_fixture,
@@ -30,16 +36,11 @@ from kdspectra.stages.corruptions import (
 from kdspectra.stages.data import download, prepare_dataset
 from kdspectra.stages.distill import embed_student, train_student
 from kdspectra.stages.evaluate import (
-    EXTRA_GEOMETRY,
     KNN_K,
     KNN_TEMPERATURE,
-    RUN_KEYS,
-    SPECTRUM_METRICS,
     collect,
-    knn_columns,
     measure_noise,
     measure_spectrum,
-    model_keys,
 )
 from kdspectra.stages.report import (
     claims,
@@ -59,11 +60,10 @@ from kdspectra.stages.teachers import (
 
 __all__ = [
     "CORRUPTION_COLUMNS",
-    "EXTRA_GEOMETRY",
     "KNN_K",
     "KNN_TEMPERATURE",
     "RUN_KEYS",
-    "SPECTRUM_METRICS",
+    "SPECTRUM_KEYS",
     "Named",
     "PathLike",
     "claims",

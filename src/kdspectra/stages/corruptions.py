@@ -13,15 +13,10 @@ import pandas as pd
 
 from kdspectra.data.embeddings import load_embeddings, load_labels
 from kdspectra.io import save_csv, save_json, save_parquet, save_text
+from kdspectra.report.columns import corruption_columns, knn_columns, model_keys
 from kdspectra.report.provenance import Provenance
 from kdspectra.stages._common import Named, _load_trained, _named, log
-from kdspectra.stages.evaluate import (
-    KNN_K,
-    KNN_TEMPERATURE,
-    _is_knn_column,
-    knn_columns,
-    model_keys,
-)
+from kdspectra.stages.evaluate import KNN_K, KNN_TEMPERATURE
 
 
 def download_corruptions(inputs: Named, outputs: Named, params: Named) -> None:
@@ -116,24 +111,17 @@ def _corruption_embedder(inputs: Named, params: Named, device: Any) -> Any:
     return lambda x: teacher.embed(x, batch_size=bs)
 
 
-CORRUPTION_COLUMNS = (
-    "experiment", "role", "student", "objective", "seed",
-    "corruption", "severity", "accuracy", "knn_accuracy",
-)  # fmt: skip
-
-
 def collect_corruptions(inputs: Named, outputs: Named, params: Named) -> None:
-    """The run's long corruption table (``outputs.corruptions``: :data:`CORRUPTION_COLUMNS`,
-    then the other kNN columns) from every model's Parquet; ``params.records`` name each
-    one's ``experiment``, ``model`` and ``path`` (a teacher's file serves every experiment
-    that uses it)."""
+    """The run's long corruption table (``outputs.corruptions``, columns
+    :func:`kdspectra.report.columns.corruption_columns`) from every model's Parquet;
+    ``params.records`` name each one's ``experiment``, ``model`` and ``path`` (a teacher's
+    file serves every experiment that uses it)."""
     frames = []
     for rec in _named(params)["records"]:
         frame = pd.read_parquet(rec["path"])
         frames.append(frame.assign(experiment=rec["experiment"], **model_keys(rec["model"])))
     data = pd.concat(frames, ignore_index=True)
-    extra = [c for c in data.columns if _is_knn_column(c) or c == "knn_k"]
-    save_parquet(_named(outputs)["corruptions"], data[[*CORRUPTION_COLUMNS, *extra]])
+    save_parquet(_named(outputs)["corruptions"], data[corruption_columns(data.columns)])
 
 
 def corruption_table(inputs: Named, outputs: Named, params: Named) -> None:

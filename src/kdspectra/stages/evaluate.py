@@ -1,10 +1,9 @@
 """Stages of `workflow/rules/evaluate.smk`: one model's spectrum and geometry, its probe
-and kNN accuracy under noise, and the run summary that gathers them. The kNN and
-model-key conventions defined here are shared with the corruption stages."""
+and kNN accuracy under noise, and the run summary that gathers them. The columns they
+write are :mod:`kdspectra.report.columns`'s; the metrics, :mod:`kdspectra.metrics.catalog`'s."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -13,8 +12,16 @@ import pandas as pd
 from kdspectra.data.embeddings import load_embeddings, load_labels
 from kdspectra.errors import ArtifactError
 from kdspectra.io import load_json, load_npy, save_json, save_parquet
-from kdspectra.metrics.geometry import SPECTRUM_METRICS
-from kdspectra.registry import TEACHER_MODEL, ModelId
+from kdspectra.metrics.catalog import METRICS
+from kdspectra.report.columns import (
+    RUN_KEYS,
+    SPECTRUM_KEYS,
+    accuracy_columns,
+    clean_column,
+    knn_columns,
+    model_keys,
+    noise_columns,
+)
 from kdspectra.stages._common import Named, PathLike, _named
 
 
@@ -60,27 +67,18 @@ def measure_spectrum(inputs: Named, outputs: Named, params: Named) -> None:
     stats: dict[str, Any] = {
         "n": int(emb.shape[0]),
         "dim": int(emb.shape[1]),
-        "effective_rank": geo["effective_rank"],
+        # the catalog's stage-only metrics
         "effective_rank_rv": effective_rank_from_singular_values(sv, "roy_vetterli"),
-        "effective_rank_l2": geo["effective_rank_l2"],
         "norm_cv": norm_cv(emb),
         "rank_ceiling": rank_ceiling(emb.shape[0], emb.shape[1], width),
-        # One definition of the distillation fit: kdspectra.metrics.geometry.cos_to_teacher.
-        "cos_to_teacher": geo.get("cos_to_reference", float("nan")),
-        "linear_cka": geo.get("linear_cka", float("nan")),
-        "per_class_effective_rank": geo.get("per_class_effective_rank", float("nan")),
-        **{m: geo[m] for m in EXTRA_GEOMETRY},
-        "alpha_req_points": geo["alpha_req_points"],
+        # every catalog metric of geometry_metrics under its pipeline name (cos_to_reference
+        # is cos_to_teacher); NaN where its labels or reference were not given
+        **{m.column: geo.get(m.name, float("nan")) for m in METRICS if m.source == "geometry"},
         "alpha_req_fit": list(fit),
-        "uniformity_subsample": geo["uniformity_subsample"],
     }
     values = pd.DataFrame({"index": np.arange(len(sv)), "singular_value": sv})
     save_parquet(outputs["values"], values)
     save_json(outputs["stats"], stats)
-
-
-# The metrics of kdspectra.metrics.geometry beyond the paper's ER, in the order tables show them.
-EXTRA_GEOMETRY = SPECTRUM_METRICS
 
 
 def _alpha_fit(params: Named) -> tuple[int, int]:
@@ -152,11 +150,6 @@ KNN_K = (20, 200)  # kNN neighbour counts when params name none (config evaluati
 KNN_TEMPERATURE = 0.07  # DINO's T (config evaluation.knn_temperature)
 
 
-def knn_columns(ks: Sequence[int]) -> dict[int, str]:
-    """k → the noise Parquet's column of that kNN's accuracy (``knn20_accuracy``)."""
-    return {int(k): f"knn{int(k)}_accuracy" for k in ks}
-
-
 def _knn_curve(
     xtr: np.ndarray, ytr: np.ndarray, noisy: np.ndarray, yte: np.ndarray, k: int, params: Named
 ) -> list[float]:
@@ -165,32 +158,6 @@ def _knn_curve(
 
     temperature = float(params.get("knn_temperature", KNN_TEMPERATURE))
     return [knn_accuracy(xtr, ytr, block, yte, k=k, temperature=temperature) for block in noisy]
-
-
-# What collect carries from each spectrum JSON into the run summary.
-SPECTRUM_METRICS = (
-    "effective_rank",
-    "effective_rank_rv",
-    "effective_rank_l2",
-    "norm_cv",
-    "rank_ceiling",
-    "cos_to_teacher",
-    "linear_cka",
-    "per_class_effective_rank",
-    *EXTRA_GEOMETRY,
-    "uniformity_subsample",
-)
-
-# Which experiment a model belongs to; model_keys() adds which model it is.
-RUN_KEYS = ("experiment", "dataset", "teacher")
-
-
-def model_keys(model: str) -> dict[str, Any]:
-    """``teacher`` or a model id (:class:`kdspectra.registry.ModelId`) → summary columns."""
-    if model == TEACHER_MODEL:
-        return {"role": "teacher", "student": "", "objective": "", "seed": -1}
-    mid = ModelId.parse(model)
-    return {"role": "student", "student": mid.student, "objective": mid.objective, "seed": mid.seed}
 
 
 def collect(inputs: Named, outputs: Named, params: Named) -> None:
@@ -205,22 +172,22 @@ def collect(inputs: Named, outputs: Named, params: Named) -> None:
     for rec in _named(params)["records"]:
         keys = {k: rec[k] for k in RUN_KEYS} | model_keys(rec["model"])
         spec = load_json(rec["spectrum"])
-        missing = [m for m in SPECTRUM_METRICS if m not in spec]
+        missing = [m for m in SPECTRUM_KEYS if m not in spec]
         if missing:
             raise ArtifactError(
                 f"{rec['spectrum']}: missing {missing}; it was written by an older version "
                 "of the spectrum rule, delete it so that Snakemake recomputes it"
             )
         curve = pd.read_parquet(rec["noise"])
-        accuracies = ["accuracy", *(c for c in curve.columns if _is_knn_column(c))]
+        accuracies = accuracy_columns(curve.columns)
         clean = curve.loc[curve["sigma"] == 0.0, accuracies]
         rows.append(
             keys
             | {
                 "params": int(load_json(rec["meta"])["params"]),
-                **{m: _summary_value(spec[m]) for m in SPECTRUM_METRICS},
+                **{m: _summary_value(spec[m]) for m in SPECTRUM_KEYS},
                 **{
-                    f"clean_{c}": float(clean[c].iloc[0]) if len(clean) else float("nan")
+                    clean_column(c): float(clean[c].iloc[0]) if len(clean) else float("nan")
                     for c in accuracies
                 },
             }
@@ -228,15 +195,7 @@ def collect(inputs: Named, outputs: Named, params: Named) -> None:
         noise_rows.append(curve[["sigma", *accuracies]].assign(**keys))
     save_parquet(outputs["summary"], pd.DataFrame(rows))
     noise = pd.concat(noise_rows, ignore_index=True)
-    knn = [c for c in noise.columns if _is_knn_column(c)]
-    cols = [*RUN_KEYS, "role", "student", "objective", "seed", "sigma", "accuracy", *knn]
-    save_parquet(outputs["noise"], noise[cols])
-
-
-def _is_knn_column(column: str) -> bool:
-    """A ``knn<k>_accuracy`` column of a noise Parquet (see :func:`knn_columns`)."""
-    k = column.removeprefix("knn").removesuffix("_accuracy")
-    return column.startswith("knn") and column.endswith("_accuracy") and k.isdigit()
+    save_parquet(outputs["noise"], noise[noise_columns(noise.columns)])
 
 
 def _summary_value(value: Any) -> Any:
