@@ -28,6 +28,9 @@ rule extract_teacher:
         device=training_device(),
         data_dir=lambda wc: data_dir(wc.dataset),
         probe=probe_options(config["evaluation"]),
+        # sanity.json's kNN: the first configured k, as the corruption stage's
+        knn_k=config["evaluation"]["knn_k"][0],
+        knn_temperature=config["evaluation"]["knn_temperature"],
     script:
         "../scripts/extract_teacher.py"
 

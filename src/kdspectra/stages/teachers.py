@@ -19,10 +19,12 @@ def extract_teacher(inputs: Named, outputs: Named, params: Named) -> None:
     ``outputs`` holds ``train``, ``test`` (.npy), ``train_parquet``, ``test_parquet``,
     ``meta`` and ``sanity`` (.json); ``params`` the teacher ``spec``, ``device``,
     ``data_dir`` and ``probe`` (:func:`kdspectra.metrics.probe.fit_probe` keyword arguments, see
-    :func:`kdspectra.config.probe_options`).
+    :func:`kdspectra.config.probe_options`), optionally ``knn_k`` (one k) and
+    ``knn_temperature``. The sanity JSON is :func:`kdspectra.metrics.sanity.teacher_sanity`
+    (geometry of the test rows, probe and kNN accuracy, ``degenerate`` with its reasons)
+    plus the weights source; a degenerate teacher is also a warning in the log.
     """
-    from kdspectra.metrics.probe import fit_probe
-    from kdspectra.metrics.spectrum import effective_rank
+    from kdspectra.metrics.sanity import teacher_sanity
     from kdspectra.models.teachers import build_teacher
     from kdspectra.runtime.device import device_record, resolve_device
 
@@ -41,14 +43,21 @@ def extract_teacher(inputs: Named, outputs: Named, params: Named) -> None:
         results[split] = (emb, labels)
     meta = {**teacher.describe(), **device_record(device), "images_per_s": rates}
     save_json(out["meta"], meta)
-    fitted = fit_probe(*results["train"], **(probe or {}))
-    sanity = {
-        "effective_rank_test": effective_rank(results["test"][0]),
-        "linear_probe_accuracy": fitted.accuracy(*results["test"]),
-        "probe_C": fitted.C,
-        "weights_source": teacher.weights_source,
-    }
+    sanity = teacher_sanity(
+        *results["train"],
+        *results["test"],
+        probe=probe,
+        knn_k=int(params.get("knn_k", 20)),
+        knn_temperature=float(params.get("knn_temperature", 0.07)),
+    )
+    sanity["weights_source"] = teacher.weights_source
     log.info("teacher sanity: %s", sanity)
+    if sanity["degenerate"]:
+        log.warning(
+            "teacher %s is DEGENERATE (%s): claims built on it are not tested",
+            spec.get("name"),
+            "; ".join(sanity["degenerate_reasons"]),
+        )
     save_json(out["sanity"], sanity)
 
 
