@@ -134,3 +134,69 @@ def test_dry_run_of_the_demo_requests_at_most_16gb(tmp_path: Path) -> None:
     }
     assert {"extract_teacher", "extract_teacher_noisy"} <= set(requests), proc.stdout[-3000:]
     assert max(requests.values()) <= NODE_MB, requests
+
+
+# ---------------------------------------------------------------- requests from the config
+
+
+def _config() -> dict:
+    """The paper's config.yaml with the schema's defaults, as the workflow resolves it."""
+    import yaml
+
+    from kdspectra.config import load_schema, validate_config
+
+    return validate_config(yaml.safe_load((REPO / "config.yaml").read_text()), load_schema())
+
+
+def test_teacher_job_reads_the_config_entry_and_its_null_defaults() -> None:
+    """A teacher entry with image_size/batch_size null is sized as the model's 224-pixel
+    input and the stage's default batch, not as 0 (which would under-ask)."""
+    spec = {"model": "vit_base_patch14_dinov2", "image_size": None, "batch_size": None}
+    explicit = {**spec, "image_size": 224, "batch_size": req.DEFAULT_TEACHER_BATCH}
+    for gpu in (False, True):
+        mem = req.teacher_job_mem_mb(spec, CIFAR_INPUT_MB, passes=2, gpu=gpu)
+        assert mem == req.teacher_job_mem_mb(explicit, CIFAR_INPUT_MB, passes=2, gpu=gpu)
+        minutes = req.teacher_job_runtime_min(spec, CIFAR_INPUT_MB, threads=4, gpu=gpu)
+        assert minutes == req.teacher_job_runtime_min(explicit, CIFAR_INPUT_MB, threads=4, gpu=gpu)
+    small = {**explicit, "image_size": 32}
+    assert req.teacher_job_mem_mb(small, CIFAR_INPUT_MB, gpu=False) < req.teacher_job_mem_mb(
+        explicit, CIFAR_INPUT_MB, gpu=False
+    )
+    # Every paper teacher's first try fits a 16 GB node with its config entry as written.
+    for spec in _config()["teachers"].values():
+        assert req.teacher_job_mem_mb(spec, CIFAR_INPUT_MB, gpu=True) <= NODE_MB, spec
+
+
+def test_student_job_applies_per_student_overrides() -> None:
+    """training.per_student changes the request of that student only (the paper's hybrid
+    and tiny_vit train 60 epochs, the CNNs the section's default)."""
+    training = _config()["training"]
+    assert req.student_settings(training, "hybrid")["epochs"] == 60
+    assert req.student_settings(training, "cnn_s")["epochs"] == training["epochs"]
+    assert training["epochs"] != 60, "the test needs an override that differs"
+    kw = {"input_mb": CIFAR_INPUT_MB, "threads": 4, "gpu": False}
+    longer = training["epochs"] < 60
+    assert (
+        req.student_job_runtime_min(training, "hybrid", **kw)
+        > req.student_job_runtime_min(training, "cnn_s", **kw)
+    ) == longer
+    # epochs= replaces the config's: one epoch bounds the corruption stage's embedding.
+    assert req.student_job_runtime_min(training, "hybrid", epochs=1, **kw) == (
+        req.student_job_runtime_min(training, "cnn_s", epochs=1, **kw)
+    )
+    override = {**training, "per_student": {"cnn_s": {"batch_size": 4 * training["batch_size"]}}}
+    assert req.student_job_mem_mb(override, "cnn_s", CIFAR_INPUT_MB, gpu=False) > (
+        req.student_job_mem_mb(training, "cnn_s", CIFAR_INPUT_MB, gpu=False)
+    )
+
+
+def test_corruption_requests_follow_the_sets_asked_for() -> None:
+    """The archive holds 19 corruptions x 5 severities; a job embeds only the sets the
+    config names, so its runtime input is that share of the archive."""
+    every = {"corruptions": [f"c{i}" for i in range(19)], "corruption_severities": [1, 2, 3, 4, 5]}
+    assert req.corruption_share_mb(950.0, every) == pytest.approx(950.0)
+    one = {"corruptions": ["fog"], "corruption_severities": [3]}
+    assert req.corruption_share_mb(950.0, one) == pytest.approx(10.0)
+    first, second = (req.corruption_mem_mb(CIFAR_INPUT_MB, gpu=True, attempt=a) for a in (1, 2))
+    assert first <= NODE_MB / 2 and second >= 2 * first - 1
+    assert req.corruption_mem_mb(CIFAR_INPUT_MB, gpu=False) < first

@@ -13,8 +13,6 @@ os.environ.update(
 )
 
 from kdspectra.config import (
-    corruption_key,
-    corruption_source,
     data_key,
     dataset_format,
     dataset_of_key,
@@ -282,7 +280,8 @@ def teacher_metas():
 
 def provenance():
     """Commit, config hash and the teachers' meta.json, stamped on every table/figure
-    (kdspectra.report.provenance reads the weights actually loaded from the meta.json)."""
+    (kdspectra.report.provenance reads the weights actually loaded from the meta.json).
+    """
     return {
         "commit": git_commit(workflow.basedir),
         "config_hash": config_hash(config),
@@ -295,65 +294,50 @@ def table_options(kind):
 
 
 # ---------------------------------------------------------------- resources
-# Requests derived from the work (kdspectra.runtime.resources: formulas, constants and the
-# measured peaks they cover); each grows with `attempt` when --retries resubmits a job.
-
-
-def _teacher_work(wildcards):
-    spec = teacher_spec(wildcards.teacher)
-    # image_size null = the model's own input size (224 for both paper teachers).
-    size = int(spec.get("image_size") or 224)
-    return {"model": spec["model"], "image_size": size, "gpu": bool(GPU)}
+# Requests derived from the work: kdspectra.runtime.resources holds the formulas, the
+# constants and the measured peaks they cover; these pass it a job's config entries and
+# Snakemake's input size, threads and attempt (each request grows with `attempt` when
+# --retries resubmits a job).
 
 
 def teacher_mem(passes=1):
     """mem_mb of a teacher rule that embeds its input images ``passes`` times."""
-
-    def mem_mb(wildcards, input, attempt):
-        spec = teacher_spec(wildcards.teacher)
-        work = _teacher_work(wildcards)
-        bs = int(spec.get("batch_size") or 256)
-        return req.teacher_mem_mb(
-            input.size_mb, batch_size=bs, passes=passes, attempt=attempt, **work
-        )
-
-    return mem_mb
+    return lambda wildcards, input, attempt: req.teacher_job_mem_mb(
+        teacher_spec(wildcards.teacher),
+        input.size_mb,
+        passes=passes,
+        gpu=bool(GPU),
+        attempt=attempt,
+    )
 
 
 def teacher_runtime(passes=1):
     """runtime (minutes) of a teacher rule that embeds its input ``passes`` times."""
-
-    def runtime(wildcards, input, threads, attempt):
-        work = _teacher_work(wildcards)
-        return req.teacher_runtime_min(
-            input.size_mb, passes=passes, threads=threads, attempt=attempt, **work
-        )
-
-    return runtime
-
-
-def _student_training(wildcards):
-    training = config["training"]
-    return {**training, **training.get("per_student", {}).get(wildcards.student, {})}
+    return lambda wildcards, input, threads, attempt: req.teacher_job_runtime_min(
+        teacher_spec(wildcards.teacher),
+        input.size_mb,
+        passes=passes,
+        threads=threads,
+        gpu=bool(GPU),
+        attempt=attempt,
+    )
 
 
 def student_mem(wildcards, input, attempt):
-    t = _student_training(wildcards)
-    return req.student_mem_mb(
+    return req.student_job_mem_mb(
+        config["training"],
+        wildcards.student,
         input.size_mb,
-        batch_size=int(t["batch_size"]),
-        width_mult=float(t["width_mult"]),
         gpu=bool(GPU),
         attempt=attempt,
     )
 
 
 def student_runtime(wildcards, input, threads, attempt):
-    t = _student_training(wildcards)
-    return req.student_runtime_min(
+    return req.student_job_runtime_min(
+        config["training"],
+        wildcards.student,
         input.size_mb,
-        epochs=int(t["epochs"]),
-        width_mult=float(t["width_mult"]),
         threads=threads,
         gpu=bool(GPU),
         attempt=attempt,
@@ -362,20 +346,15 @@ def student_runtime(wildcards, input, threads, attempt):
 
 def array_mem(copies):
     """mem_mb of a rule without torch that holds ``copies`` x its inputs."""
-
-    def mem_mb(wildcards, input, attempt):
-        return req.array_mem_mb(input.size_mb, copies=copies, attempt=attempt)
-
-    return mem_mb
+    return lambda wildcards, input, attempt: req.array_mem_mb(
+        input.size_mb, copies=copies, attempt=attempt
+    )
 
 
 def array_runtime(minutes_per_gb):
-    def runtime(wildcards, input, attempt):
-        return req.array_runtime_min(
-            input.size_mb, minutes_per_gb=minutes_per_gb, attempt=attempt
-        )
-
-    return runtime
+    return lambda wildcards, input, attempt: req.array_runtime_min(
+        input.size_mb, minutes_per_gb=minutes_per_gb, attempt=attempt
+    )
 
 
 # ---------------------------------------------------------------- targets
@@ -440,120 +419,3 @@ def paper_comparison_options():
 
 def claims_options():
     return report_options.claims_options(config, REPORT)
-
-
-# ---------------------------------------------------------------- corruptions
-# CIFAR-10-C / CIFAR-100-C (workflow/rules/corruptions.smk): only when
-# evaluation.corruptions names any; the download is keyed by content like the datasets'.
-
-CORRUPTIONS_ON = bool(config["evaluation"]["corruptions"])
-
-
-def corruption_archive(dataset):
-    """The verified corruption archive of ``dataset``: <dataset>-C-<md5[:12]>.tar."""
-    return f"results/downloads/{corruption_key(config, dataset)}.tar"
-
-
-def corruption_md5(wildcards):
-    """The md5 the download must match; its first 12 digits must be the path's."""
-    md5 = corruption_source(config, wildcards.dataset)["md5"]
-    if not md5.startswith(wildcards.cmd5):
-        raise WorkflowError(
-            f"results/downloads/{wildcards.dataset}-C-{wildcards.cmd5}.tar: no config "
-            f"entry has that md5 (datasets.{wildcards.dataset}.corruptions.md5 is {md5})"
-        )
-    return md5
-
-
-def corruption_local_input(wildcards):
-    """A relative ``file:`` URL (the demo's fixture) is an input, so that its rule runs first."""
-    url = corruption_source(config, wildcards.dataset)["url"]
-    return (
-        [url.removeprefix("file:")]
-        if not url.startswith("file://") and url.startswith("file:")
-        else []
-    )
-
-
-def _corruption_common(dataset):
-    return {
-        "archive": corruption_archive(dataset),
-        "train_labels": f"{data_dir(dataset)}/train_labels.npy",
-        "test_labels": f"{data_dir(dataset)}/test_labels.npy",
-    }
-
-
-def test_data_split(wildcards):
-    """The prepared test split behind a ``{data_key}`` (the corruption fixture's source)."""
-    return [
-        f"results/data/{wildcards.data_key}/test_{k}.npy" for k in ("images", "labels")
-    ]
-
-
-def corruption_teacher_input(wildcards):
-    d = teacher_dir(wildcards.dataset, wildcards.teacher)
-    return _corruption_common(wildcards.dataset) | {"train": f"{d}/train.npy"}
-
-
-def corruption_student_input(wildcards):
-    w = wildcards
-    d = student_dir(w.experiment, w.student, w.objective, w.seed)
-    return _corruption_common(experiment(wildcards.experiment)["dataset"]) | {
-        "train": f"{d}/train.npy",
-        "weights": f"{d}/model.safetensors",
-        "meta": f"{d}/meta.json",
-    }
-
-
-def corruption_records():
-    """One record per (experiment, model): its corruption Parquet (a teacher's serves
-    every experiment on its dataset)."""
-    records = []
-    for exp in enabled_experiments(config):
-        e = experiment(exp)
-        for model in experiment_models(config, exp):
-            if model == TEACHER_MODEL:
-                path = f"{RUN}/corruptions/teachers/{e['dataset']}/{e['teacher']}"
-                path += ".parquet"
-            else:
-                path = f"{RUN}/corruptions/students/{exp}/{model}.parquet"
-            records.append({"experiment": exp, "model": model, "path": path})
-    return records
-
-
-def corruptions_input(wildcards=None):
-    """The run's corruption table, or nothing when the stage is off (claims: not tested)."""
-    return f"{RUN}/corruptions.parquet" if CORRUPTIONS_ON else []
-
-
-def _corruption_share(input_mb):
-    """MB of the archive's requested sets: it holds 19 corruptions × 5 severities."""
-    ev = config["evaluation"]
-    return input_mb * len(ev["corruptions"]) * len(ev["corruption_severities"]) / 95
-
-
-def corruption_mem(wildcards, input, attempt):
-    """One corruption member (<= 1/19 of the archive) with its fp32 batches, the clean
-    train embeddings and torch: half the inputs covers them with room."""
-    base = req.TORCH_MB + (req.CUDA_HOST_MB if GPU else 0)
-    return int((base + input.size_mb / 2 + 256) * max(1, attempt))
-
-
-def corruption_teacher_runtime(wildcards, input, threads, attempt):
-    work = _teacher_work(wildcards)
-    return req.teacher_runtime_min(
-        _corruption_share(input.size_mb), threads=threads, attempt=attempt, **work
-    )
-
-
-def corruption_student_runtime(wildcards, input, threads, attempt):
-    # Training FLOPs of one epoch bound the embedding's (forward only) from above.
-    t = _student_training(wildcards)
-    return req.student_runtime_min(
-        _corruption_share(input.size_mb),
-        epochs=1,
-        width_mult=float(t["width_mult"]),
-        threads=threads,
-        gpu=bool(GPU),
-        attempt=attempt,
-    )

@@ -7,6 +7,9 @@
 # download_corruptions: like `download` (data.smk), localrule and `retries: 0`.
 
 
+include: "corruptions/functions.smk"
+
+
 localrules:
     download_corruptions,
     corruptions_fixture,

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 # Resident memory of a job before it holds any data, rounded up from the benchmark files'
 # max_rss of the demo's jobs on a 2-core CPU VM (docs/architecture.md): noise and
@@ -202,3 +204,105 @@ def array_runtime_min(input_mb: float, *, minutes_per_gb: float, attempt: int = 
     """Wall time of a job without torch: the fixed overhead plus ``minutes_per_gb`` of
     input."""
     return _grow(OVERHEAD_MIN + minutes_per_gb * input_mb / 1000, attempt)
+
+
+# ---------------------------------------------------------------- requests from the config
+# The rules' resource callables (workflow/rules/common.smk, corruptions.smk) pass a job's
+# config entries and Snakemake's input size, threads and attempt; the config's defaults
+# are read here, so a request is one call and testable without Snakemake.
+
+# A teacher entry's image_size null = the model's own input size (224 for both paper
+# teachers); batch_size null = the extract stage's default.
+DEFAULT_IMAGE_SIZE = 224
+DEFAULT_TEACHER_BATCH = 256
+# The corruption archive holds 19 corruptions x 5 severities.
+CORRUPTION_SETS = 19 * 5
+
+
+def _teacher_shape(spec: Mapping[str, Any]) -> dict[str, Any]:
+    return {"model": spec["model"], "image_size": int(spec.get("image_size") or DEFAULT_IMAGE_SIZE)}
+
+
+def teacher_job_mem_mb(
+    spec: Mapping[str, Any], input_mb: float, *, passes: int = 1, gpu: bool, attempt: int = 1
+) -> int:
+    """:func:`teacher_mem_mb` of the teacher config entry ``spec`` (``teachers.<name>``)."""
+    return teacher_mem_mb(
+        input_mb,
+        batch_size=int(spec.get("batch_size") or DEFAULT_TEACHER_BATCH),
+        passes=passes,
+        gpu=gpu,
+        attempt=attempt,
+        **_teacher_shape(spec),
+    )
+
+
+def teacher_job_runtime_min(
+    spec: Mapping[str, Any],
+    input_mb: float,
+    *,
+    passes: int = 1,
+    threads: int = 1,
+    gpu: bool,
+    attempt: int = 1,
+) -> int:
+    """:func:`teacher_runtime_min` of the teacher config entry ``spec``."""
+    return teacher_runtime_min(
+        input_mb, passes=passes, threads=threads, gpu=gpu, attempt=attempt, **_teacher_shape(spec)
+    )
+
+
+def student_settings(training: Mapping[str, Any], student: str) -> dict[str, Any]:
+    """The config's ``training`` section with ``training.per_student.<student>`` applied."""
+    return {**training, **training.get("per_student", {}).get(student, {})}
+
+
+def student_job_mem_mb(
+    training: Mapping[str, Any], student: str, input_mb: float, *, gpu: bool, attempt: int = 1
+) -> int:
+    """:func:`student_mem_mb` of ``student`` under the config's ``training`` section."""
+    t = student_settings(training, student)
+    return student_mem_mb(
+        input_mb,
+        batch_size=int(t["batch_size"]),
+        width_mult=float(t["width_mult"]),
+        gpu=gpu,
+        attempt=attempt,
+    )
+
+
+def student_job_runtime_min(
+    training: Mapping[str, Any],
+    student: str,
+    input_mb: float,
+    *,
+    epochs: int | None = None,
+    threads: int = 1,
+    gpu: bool,
+    attempt: int = 1,
+) -> int:
+    """:func:`student_runtime_min` of ``student``; ``epochs`` None = the config's."""
+    t = student_settings(training, student)
+    return student_runtime_min(
+        input_mb,
+        epochs=int(t["epochs"]) if epochs is None else epochs,
+        width_mult=float(t["width_mult"]),
+        threads=threads,
+        gpu=gpu,
+        attempt=attempt,
+    )
+
+
+def corruption_share_mb(input_mb: float, evaluation: Mapping[str, Any]) -> float:
+    """MB of the corruption archive's sets that the config's ``evaluation`` section asks
+    for (its corruptions x severities of the archive's :data:`CORRUPTION_SETS`)."""
+    # Multiplied in this order, as the requests always were (bit-identical rounding).
+    corruptions, severities = evaluation["corruptions"], evaluation["corruption_severities"]
+    return input_mb * len(corruptions) * len(severities) / CORRUPTION_SETS
+
+
+def corruption_mem_mb(input_mb: float, *, gpu: bool, attempt: int = 1) -> int:
+    """Host memory of a corruption job, in MB: one corruption member (<= 1/19 of the
+    archive) with its fp32 batches, the clean train embeddings and torch; half the
+    inputs covers them with room."""
+    return int((_base_mb(gpu) + input_mb / 2 + 256) * max(1, attempt))
