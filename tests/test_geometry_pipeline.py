@@ -188,19 +188,19 @@ def test_claims_judge_every_er_claim_on_rankme_too() -> None:
     s = geometry_summary()
     opts = {"tables_experiment": "clip_x", "figures_experiment": "dino_x"}
     f = claims.claims_frame(s, make_noise((0, 1, 2)), **opts)
-    rank = f[f["claim"].str.endswith("(RankMe)")]
-    er_claims = set(f.loc[f["quantity"].str.endswith("raw ER"), "claim"])
-    assert {c.removesuffix(" (RankMe)") for c in rank["claim"]} == er_claims
+    rank = f[f["measure"] == "RankMe"]
+    raw = f[(f["measure"] == "raw ER") & (f["n_seeds"] > 0)]
+    multi = {cid for cid in raw["id"] if (f.loc[f["id"] == cid, "measure"] == "L2-row ER").any()}
+    assert set(rank["id"]) == multi  # every ER id judged on L2 rows is judged on RankMe too
     assert rank["quantity"].str.endswith("RankMe").all() and rank["paper"].isna().all()
-    assert rank["note"].str.contains("paper used entropy ER").all()
-    # RankMe = ER + 1 here, so every paired gap is the raw ER's: same verdicts
-    for claim in ("InfoNCE ER > cosine ER", "ablation students ≤ CNN"):
-        raw = f[(f["claim"] == claim) & f["quantity"].str.endswith("raw ER")]
-        ours = f[f["claim"] == f"{claim} (RankMe)"]
-        assert ours["verdict"].tolist() == raw["verdict"].tolist()
-        assert ours["ours"].to_numpy() == pytest.approx(raw["ours"].to_numpy())
+    assert not rank["primary"].any() and rank["p_holm"].isna().all()
+    # RankMe = ER + 1 here, so every paired gap is the raw ER's: same raw verdicts
+    for cid in ("infonce_raises_er", "dino_infonce_raises_er"):
+        ours, base = rank[rank["id"] == cid], raw[raw["id"] == cid]
+        assert ours["verdict_raw"].tolist() == base["verdict_raw"].tolist()
+        assert ours["ours"].to_numpy() == pytest.approx(base["ours"].to_numpy())
     no_rankme = claims.claims_frame(make_summary((0, 1, 2)), make_noise((0, 1, 2)), **opts)
-    assert not no_rankme["claim"].str.contains("RankMe").any()
+    assert not (no_rankme["measure"] == "RankMe").any()
 
 
 def test_paper_comparison_has_a_beyond_the_paper_section() -> None:

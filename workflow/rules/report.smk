@@ -5,6 +5,9 @@
 # teachers' meta.json record them, random-init flag). Cheap, so they run on the submit host.
 
 
+from kdspectra.paper.robustness import chance_level
+
+
 localrules:
     resolved_config,
     collect,
@@ -158,6 +161,8 @@ rule claims:
         noise=f"{RUN}/noise.parquet",
         # The robustness claim on common corruptions too ([] when the stage is off).
         corruptions=corruptions_input(),
+        # Figure 1's spectra: spectrum_tracks_teacher ([] when Figure 1 is left out).
+        spectra=lambda wc: fig1_input(wc) if "fig1_spectrum" in REPORT.include else [],
         # The footers name the weights each teacher's meta.json says were loaded.
         teacher_meta=list(teacher_metas().values()),
     output:
@@ -175,6 +180,10 @@ rule claims:
     params:
         options=claims_options(),
         provenance=provenance(),
+        # Chance accuracy of the figures experiment (robustness rows) and the fidelity guard.
+        chance=chance_level(config, config["report"]["figures"]),
+        min_fidelity_gain=config["evaluation"].get("min_fidelity_gain", 0.25),
+        fig1=figure_options("fig1_spectrum"),
     script:
         "../scripts/claims.py"
 
@@ -198,5 +207,7 @@ rule figure:
     params:
         options=lambda wc: figure_options(wc.figure),
         provenance=provenance(),
+        # Figure 3's chance line (the figures experiment's 1 / classes).
+        chance=chance_level(config, config["report"]["figures"]),
     script:
         "../scripts/figure.py"

@@ -1,123 +1,223 @@
-"""The statistics and the decision rule behind every claims verdict.
+"""The decision rule behind every claims verdict: what each claim id tests, against which
+threshold or margin, and how a test's p-value and interval become a verdict.
 
-A claim is judged on per-seed values: the two arms of a difference share the seed (same
-initialisation and data order), the per-seed differences (or ratios) are the sample, and
-the interval is Student's t over seeds (:func:`t_interval`). A verdict says where that
-interval lies against the claim's threshold (:func:`verdict_above`, :func:`verdict_below`,
-:func:`verdict_inside`). :data:`DECISION_RULE` states the rule for readers of claims.md
-(written there verbatim); its numbers are the module constants above it, so the text and
-the code cannot drift apart. The claims themselves are in :mod:`kdspectra.paper.claims`.
+A row is judged by a :class:`Rule`: *above* / *below* a threshold (a two-sided t-test
+against the threshold, 95 % interval; significant on the claimed side = holds, on the other
+side = fails) or *within* an equivalence band (TOST, 90 % interval; p < α = holds, interval
+wholly outside the band = fails). Not significant: *underpowered* when the interval is wider
+than the effect the test had to detect (the paper's effect for one-sided rules, the band
+for TOST) or there is one seed, else *inconclusive*. :func:`verdict` is applied twice per
+primary row, to the raw p (``verdict_raw``) and to the Holm-adjusted p (``verdict``).
+:data:`CLAIMS` holds each id's claim and rule text for claims.md, built from the constants
+here, so the text and the code cannot drift apart. The tests are in
+:mod:`kdspectra.paper.statistics`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-import pandas as pd
+from kdspectra.paper.statistics import ALPHA, Sample, interval, p_tost, p_two_sided
 
-VERDICTS = ("holds", "fails", "inconclusive", "not tested")
+VERDICTS = ("holds", "fails", "inconclusive", "underpowered", "not tested")
 
-CONFIDENCE = 0.95
-FAR_BELOW_RATIO = 0.5  # "far below": student/teacher ER ratio CI entirely below this
-FLAT_TOLERANCE = 0.10  # "flat": every pairwise S/M/L gap within ±10 % of their mean ER
-GAIN_TARGET = 2.4  # "gain ≈ 2.4": ratio CI inside [2.4 / 1.25, 2.4 · 1.25]
+FAR_BELOW_RATIO = 0.5  # "far below": student / teacher ER significantly below 0.5
+LEVEL_MARGIN = 0.25  # "≈ paper level": TOST within ±25 % of the paper's number
+FLAT_MARGIN = 0.10  # "flat", "M ≈ L": TOST on the relative gap within ±10 %
+NOT_ABOVE_MARGIN = 0.10  # "does not exceed": relative gap significantly below +10 %
+GAIN_TARGET = 2.4  # "gain ≈ 2.4": TOST of the ratio within [2.4 / 1.25, 2.4 · 1.25]
 GAIN_FACTOR = 1.25
-
-DECISION_RULE = f"""\
-**Decision rule.** Differences and ratios are paired across seeds (same seed in both
-arms); [ci_low, ci_high] is the {100 * CONFIDENCE:.0f} % Student-t interval of the mean of
-the per-seed values. A claim *holds* when the whole interval lies on the claimed side,
-*fails* when the whole interval lies on the other side, and is *inconclusive* otherwise,
-and always with one seed (no interval). *not tested*: the run lacks the claim's inputs.
-
-- "far below the teacher": per-seed student ER / teacher ER;
-  holds if ci_high < {FAR_BELOW_RATIO}, fails if ci_low ≥ {FAR_BELOW_RATIO}.
-- "flat over S/M/L": each pairwise paired gap between the CNN students, divided by the
-  mean of their mean ERs; holds if every interval lies inside ±{FLAT_TOLERANCE:.2f},
-  fails if one lies wholly outside it. Reported: (max − min) / mean of the means, with
-  the interval of the widest pair.
-- "ablation students ≤ CNN": paired gap ER(student) − ER(CNN); holds if ci_high ≤ 0.
-- "InfoNCE raises ER": paired gap ER(cosine + InfoNCE) − ER(cosine); holds if ci_low > 0.
-- "gain ≈ {GAIN_TARGET}": per seed, mean InfoNCE ER over the CNN students / their mean
-  cosine ER; holds if the interval lies inside
-  [{GAIN_TARGET / GAIN_FACTOR:.2f}, {GAIN_TARGET * GAIN_FACTOR:.2f}] (a factor {GAIN_FACTOR}
-  either way), fails if it lies wholly outside.
-- "DINOv2 > CLIP": paired gap of the mean cosine ER over the CNN students between the two
-  experiments (they also differ in dataset, as in the paper); holds if ci_low > 0.
-- "0.5M beats 8M at the highest σ": paired gap in linear-probe accuracy (percentage
-  points) of the InfoNCE students at the highest σ of the run; holds if ci_low > 0.
-
-Rows whose claim ends in "(RankMe)" apply the same rules to RankMe (Garrido et al. 2023,
-the entropy of the *uncentred* singular values, the number SSL papers report) in place of
-ER. The paper used entropy ER; these rows say whether a verdict depends on that choice.
-
-The *paper* column is the paper's value of the quantity where it reports one (it
-reports raw ER only, so L2-row and RankMe rows have none)."""
+CLEAN_COST_PP = 5.0  # "marginal clean cost": S − L clean accuracy significantly above −5 pp
+BRITTLE_RETENTION = 0.25  # "catastrophic": L keeps < 25 % of its above-chance accuracy
+TRACK_FACTOR = 2.0  # Fig. 1 "tracks": σ_i/σ_1 within a factor 2 of the teacher's
 
 
 @dataclass(frozen=True)
-class Estimate:
-    """Mean of per-seed values with its t-interval (NaN bounds for fewer than 2 seeds)."""
+class Rule:
+    """How a row is judged: ``kind`` is ``above``/``below`` (``low`` = ``high`` = the
+    threshold) or ``within`` [low, high]; ``effect`` is the size the test had to detect
+    (None: unknown, never "underpowered" unless one seed)."""
+
+    kind: str
+    low: float
+    high: float
+    effect: float | None = None
+
+    @classmethod
+    def above(cls, threshold: float, effect: float | None = None) -> Rule:
+        return cls("above", threshold, threshold, effect)
+
+    @classmethod
+    def below(cls, threshold: float, effect: float | None = None) -> Rule:
+        return cls("below", threshold, threshold, effect)
+
+    @classmethod
+    def within(cls, low: float, high: float) -> Rule:
+        return cls("within", low, high, high - low)
+
+    @property
+    def confidence(self) -> float:
+        return 1 - 2 * ALPHA if self.kind == "within" else 1 - ALPHA
+
+    def p_value(self, s: Sample) -> float:
+        """The p of the test that makes the claim hold (TOST or two-sided t)."""
+        return p_tost(s, self.low, self.high) if self.kind == "within" else p_two_sided(s, self.low)
+
+    def describe(self) -> str:
+        if self.kind == "within":
+            return f"TOST in [{self.low:.3g}, {self.high:.3g}]"
+        return f"{'>' if self.kind == 'above' else '<'} {self.low:.3g}"
+
+
+@dataclass(frozen=True)
+class Judged:
+    """A row's numbers: mean, interval (at the rule's confidence), seeds, raw p, test."""
 
     mean: float
     low: float
     high: float
     n: int
+    p: float
+    test: str
 
 
-def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Estimate:
-    """Student-t interval of the mean of ``values`` (one value per seed)."""
-    from scipy import stats
-
-    v = np.asarray(values, dtype=np.float64)
-    if v.size == 0:
-        return Estimate(math.nan, math.nan, math.nan, 0)
-    mean = float(v.mean())
-    if v.size < 2:
-        return Estimate(mean, math.nan, math.nan, 1)
-    half = float(stats.t.ppf(0.5 + confidence / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
-    return Estimate(mean, mean - half, mean + half, int(v.size))
+def judge(s: Sample, rule: Rule) -> Judged:
+    """Test ``s`` under ``rule``; the ``test`` text names the test, the rule and the raw p."""
+    low, high = interval(s, rule.confidence)
+    p = rule.p_value(s)
+    ptext = "" if math.isnan(p) else f", p = {p:.2g}"
+    test = f"{s.test}, {rule.describe()}, {100 * rule.confidence:.0f} % CI{ptext}"
+    return Judged(s.mean, low, high, s.n, p, test)
 
 
-def verdict_inside(est: Estimate, lo: float, hi: float) -> str:
-    """holds if the interval lies in [lo, hi], fails if wholly outside it."""
-    if est.n < 2 or math.isnan(est.low):
-        return "inconclusive"
-    if lo <= est.low and est.high <= hi:
-        return "holds"
-    if est.high < lo or est.low > hi:
-        return "fails"
-    return "inconclusive"
+def judge_fixed(value: float, rule: Rule, what: str) -> Judged:
+    """A value with no seed variation (one teacher): compared with the rule directly."""
+    return Judged(
+        value, math.nan, math.nan, 1, math.nan, f"fixed value ({what}), {rule.describe()}"
+    )
 
 
-def verdict_above(est: Estimate, threshold: float, strict: bool = True) -> str:
-    """holds if the whole interval is above ``threshold`` (or at it, when not strict)."""
-    if est.n < 2 or math.isnan(est.low):
-        return "inconclusive"
-    if est.low > threshold or (not strict and est.low >= threshold):
-        return "holds"
-    if est.high < threshold or (strict and est.high <= threshold):
-        return "fails"
-    return "inconclusive"
+def verdict(rule: Rule, j: Judged, p: float) -> str:
+    """holds / fails / inconclusive / underpowered for numbers ``j`` at p-value ``p``."""
+    if j.test.startswith("fixed value"):
+        inside = rule.low <= j.mean <= rule.high
+        on_side = {"above": j.mean > rule.low, "below": j.mean < rule.low, "within": inside}
+        return "holds" if on_side[rule.kind] else "fails"
+    if j.n < 2 or math.isnan(j.low):
+        return "underpowered"
+    if rule.kind == "within":
+        if p < ALPHA:
+            return "holds"
+        if j.high < rule.low or j.low > rule.high:
+            return "fails"
+    elif p < ALPHA:
+        claimed = j.mean > rule.low if rule.kind == "above" else j.mean < rule.low
+        return "holds" if claimed else "fails"
+    wide = rule.effect is not None and (j.high - j.low) > abs(rule.effect)
+    return "underpowered" if wide else "inconclusive"
 
 
-def verdict_below(est: Estimate, threshold: float, strict: bool = True) -> str:
-    """holds if the whole interval is below ``threshold`` (or at it, when not strict)."""
-    flipped = Estimate(-est.mean, -est.high, -est.low, est.n)
-    return verdict_above(flipped, -threshold, strict)
+_F = f"{100 * FLAT_MARGIN:.0f} %"
+_LVL = f"±{100 * LEVEL_MARGIN:.0f} %"
+# id → (the paper's claim, the decision rule), in the order of claims.md.
+CLAIMS: dict[str, tuple[str, str]] = {
+    "teacher_er_level": (
+        "CLIP teacher ER ≈ 88.68 (Table I)",
+        f"the teacher's ER (one fixed value, no seeds) within {_LVL} of 88.68",
+    ),
+    "cosine_far_below_teacher": (
+        "cosine students' ER far below the teacher's",
+        f"per student, one-sample t of ER(student) / ER(teacher) against {FAR_BELOW_RATIO}; "
+        "holds when significantly below",
+    ),
+    "cosine_er_level": (
+        "cosine students' ER ≈ 16 (Table I)",
+        f"per student, TOST of its ER against Table I's number {_LVL}",
+    ),
+    "cosine_flat": (
+        "cosine ER flat over S/M/L (capacity-agnostic)",
+        f"per pair of CNN students, TOST of the paired gap / mean ER within ±{_F}; "
+        "the claim needs every pair",
+    ),
+    "ablation_not_above_cnn": (
+        "hybrid and tiny ViT do not exceed the CNN (the objective, not the architecture)",
+        "per student, paired t of (ER(student) − ER(CNN)) / ER(CNN) against "
+        f"+{100 * NOT_ABOVE_MARGIN:.0f} %; holds when significantly below",
+    ),
+    "infonce_raises_er": (
+        "InfoNCE raises ER, per student (CLIP, Table II vs I)",
+        "per student, paired t of ER(InfoNCE) − ER(cosine) against 0",
+    ),
+    "infonce_gain": (
+        f"the gain is ≈ {GAIN_TARGET}× (16 → 38)",
+        "per seed, mean InfoNCE ER over S/M/L / mean cosine ER; TOST within "
+        f"[{GAIN_TARGET / GAIN_FACTOR:.2f}, {GAIN_TARGET * GAIN_FACTOR:.2f}]",
+    ),
+    "infonce_uniformity": (
+        "InfoNCE makes the embedding more uniform ('maximize uniformity')",
+        "per student, paired t of uniformity(InfoNCE) − uniformity(cosine) against 0 "
+        "(Wang & Isola; lower = more uniform); holds when significantly below",
+    ),
+    "spectrum_tracks_teacher": (
+        "the InfoNCE spectrum tracks the teacher's further (Figure 1)",
+        "Figure 1's student: per seed, the number of leading indices over which "
+        f"σ_i/σ_1 stays within a factor {TRACK_FACTOR:g} of the teacher's; paired t of "
+        "InfoNCE − cosine against 0",
+    ),
+    "capacity_saturation": (
+        "with InfoNCE, S below M ≈ L (Table II)",
+        "paired t of ER(S) − ER(M) against 0 (holds when below) and TOST of "
+        f"(ER(L) − ER(M)) / mean within ±{_F}",
+    ),
+    "dino_above_clip": (
+        "DINOv2's cosine students have a higher ER than CLIP's (inherited anisotropy)",
+        "Welch t (no shared randomness across experiments) of the per-seed mean cosine ER "
+        "over S/M/L, DINOv2 − CLIP, against 0",
+    ),
+    "dino_infonce_raises_er": (
+        "InfoNCE raises ER on DINOv2 too (53.78 → 82)",
+        "per student on the figures experiment, paired t of ER(InfoNCE) − ER(cosine) against 0",
+    ),
+    "dino_capacity_limit": (
+        "DINOv2 InfoNCE: M ≈ L ≈ 82, the capacity limit",
+        f"TOST of (ER(L) − ER(M)) / mean within ±{_F}; each of M and L TOST within {_LVL} of 82",
+    ),
+    "small_student_robust": (
+        "the 0.5M student beats the larger ones under severe noise (21.32 % vs 17.03 %)",
+        "paired t of probe accuracy, S − M and S − L, against 0: on the area under "
+        "accuracy-vs-σ (primary) and at each σ > 0; chance level stated",
+    ),
+    "small_student_clean_cost": (
+        "…while giving up a little clean accuracy",
+        "at σ = 0, paired t of S − M and S − L against 0 (holds when below) and against "
+        f"−{CLEAN_COST_PP:g} pp (holds when above: the cost is marginal)",
+    ),
+    "large_student_brittle": (
+        "the 8M student fails catastrophically under extreme noise",
+        "at the highest σ, L's retention (acc − chance) / (clean acc − chance), one-sample t "
+        f"against {BRITTLE_RETENTION}, holds when below; and paired t of retention L − S "
+        "against 0, holds when below",
+    ),
+}
 
+DECISION_RULE = f"""\
+**Decision rule.** Within one experiment the two arms of a difference share the seed, so
+differences are *paired* over seeds (Student t); across experiments nothing is shared and
+differences are *unpaired* (Welch). One-sided claims ("above", "below") are two-sided
+t-tests against the stated threshold with a {100 * (1 - ALPHA):.0f} % interval:
+significant on the claimed side = *holds*, on the other side = *fails*. Equivalence claims
+("≈", "flat", "M ≈ L") are TOST (two one-sided tests) with a {100 * (1 - 2 * ALPHA):.0f} %
+interval against the stated margin: p < {ALPHA} = *holds*; the interval wholly outside the
+margin = *fails*. Otherwise *underpowered* when the interval is wider than the effect the
+test had to detect (the paper's effect; the margin band for TOST) or only one seed ran, and
+*inconclusive* when it is not. *not tested*: the run lacks the inputs, or a guard stopped
+the row (a degenerate teacher; a cosine student whose fidelity gain is below
+``evaluation.min_fidelity_gain``); the note says which.
 
-def verdict_all(verdicts: Sequence[str]) -> str:
-    """One verdict for a claim judged on several intervals: fails if one fails, holds if
-    all hold, inconclusive otherwise."""
-    if "fails" in verdicts:
-        return "fails"
-    return "holds" if set(verdicts) == {"holds"} else "inconclusive"
-
-
-def paired(a: pd.Series, b: pd.Series) -> pd.DataFrame:
-    """The seeds both arms ran, as columns ``a`` and ``b``."""
-    return pd.concat({"a": a, "b": b}, axis=1, join="inner")
+``primary`` rows use the paper's own measure (raw entropy ER; linear-probe accuracy).
+Holm–Bonferroni over the primary rows' p-values gives ``p_holm``; ``verdict`` uses it,
+``verdict_raw`` the unadjusted p (written in ``test``). Sensitivity rows (ER of
+L2-normalised rows, RankMe; per-σ robustness) are not adjusted: their ``verdict`` is the
+raw one. The *paper* column is the paper's value of the quantity where it reports one
+(raw ER only)."""

@@ -71,19 +71,28 @@ def fig4_data(inputs: Named, outputs: Named, params: Named) -> None:
 def claims(inputs: Named, outputs: Named, params: Named) -> None:
     """Judge the paper's claims on the run: ``outputs`` holds ``csv``, ``md`` and
     ``provenance``; ``params.options`` are :func:`kdspectra.paper.claims.claims_frame` keyword
-    arguments plus ``omitted`` (report artifacts left out, listed in the .md)."""
+    arguments plus ``omitted`` (report artifacts left out, listed in the .md);
+    ``params.chance`` / ``params.min_fidelity_gain`` the robustness rows' chance accuracy and
+    the fidelity guard; ``inputs.spectra`` Figure 1's spectra ([] when it is left out), in
+    the order ``params.fig1`` (its student and seeds) describes."""
     from kdspectra.paper import claims as judge
     from kdspectra.paper import claims_markdown
+    from kdspectra.paper.tracking import read_fig1_spectra
 
-    out, params = _named(outputs), _named(params)
+    inputs, out, params = _named(inputs), _named(outputs), _named(params)
     opts = dict(params["options"])
     omitted = opts.pop("omitted", [])
     provenance = Provenance.from_dict(params["provenance"])
-    corrupted = _named(inputs).get("corruptions") or None  # [] when the stage is off
+    corrupted = inputs.get("corruptions") or None  # [] when the stage is off
+    paths, fig1 = list(inputs.get("spectra") or []), params.get("fig1") or {}
+    spectra = read_fig1_spectra(paths, list(fig1["seeds"]), str(fig1["student"])) if paths else None
     frame = judge.claims_frame(
         *_report_inputs(inputs),
         random_init=provenance.random_init,
         corruptions=pd.read_parquet(corrupted) if corrupted else pd.DataFrame(),
+        chance=params.get("chance"),
+        min_fidelity_gain=float(params.get("min_fidelity_gain", 0.25)),
+        spectra=spectra,
         **opts,
     )
     save_csv(out["csv"], frame)
@@ -103,16 +112,21 @@ def paper_comparison(inputs: Named, outputs: Named, params: Named) -> None:
 
 
 def figure(inputs: Named, outputs: Named, params: Named) -> None:
-    """Render Figure 1, 2 or 3 (named by the PNG's stem) as PNG and PDF; ``inputs`` are
-    the spectra (Figure 1) or the data table (Figures 2 and 3)."""
+    """Render Figure 1, 2, 3 or 4 (named by the PNG's stem) as PNG and PDF; ``inputs`` are
+    the spectra (Figure 1) or the data table (Figures 2-4); ``params.chance`` draws
+    Figure 3's chance line."""
     from kdspectra.report import figures
 
     out, params = _named(outputs), _named(params)
+    figure = Path(out["png"]).stem
+    options = dict(params["options"])
+    if figure == "fig3_noise_robustness" and params.get("chance") is not None:
+        options["chance"] = float(params["chance"])
     figures.build(
-        Path(out["png"]).stem,
+        figure,
         _named(inputs),
         Provenance.from_dict(params["provenance"]),
         png=out["png"],
         pdf=out["pdf"],
-        **params["options"],
+        **options,
     )
