@@ -49,7 +49,8 @@ def _spectrum(tmp: Path, name: str, emb: np.ndarray, teacher: Path | None) -> Pa
     inputs = {"test": tmp / f"{name}.npy", "labels": tmp / "y.npy"}
     if teacher is not None:
         save_json(tmp / "meta.json", {"feature_width": D, "params": 1000})
-        inputs |= {"teacher": teacher, "meta": tmp / "meta.json"}
+        # the teacher's test rows stand in for its train rows (the fidelity guard's c0)
+        inputs |= {"teacher": teacher, "teacher_train": teacher, "meta": tmp / "meta.json"}
     out = {"values": tmp / f"{name}_v.parquet", "stats": tmp / f"{name}.json"}
     stages.measure_spectrum(inputs, out, {"alpha_req_fit": [2, 20]})
     return out["stats"]

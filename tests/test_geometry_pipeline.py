@@ -148,6 +148,7 @@ def geometry_summary(seeds=(0, 1, 2)) -> pd.DataFrame:
     s["per_class_effective_rank"] = s["effective_rank"] / 2
     s["linear_cka"] = np.where(s["role"] == "teacher", np.nan, 0.8)
     s["clean_knn20_accuracy"] = 0.7
+    s["mean_pairwise_cosine"], s["centred_energy_share"] = 0.3, 0.6  # the guards' cone numbers
     return s
 
 
@@ -156,7 +157,8 @@ def test_geometry_table_one_row_per_model_with_every_metric() -> None:
     frame = tables.build("geometry", s)
     models = s[["experiment", "role", "student", "objective"]].drop_duplicates()
     assert len(frame) == len(models)
-    for m in (*tables.GEOMETRY_TABLE_METRICS, "clean_accuracy", "clean_knn20_accuracy"):
+    shown = (*tables.GEOMETRY_TABLE_METRICS, *tables.GEOMETRY_GUARDS, "clean_accuracy")
+    for m in (*shown, "clean_knn20_accuracy"):
         assert m in frame.columns and f"{m}_std" in frame.columns
     first = frame.iloc[0]
     assert first["model"].startswith("Teacher-") and first["objective"] == ""

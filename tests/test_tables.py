@@ -53,7 +53,7 @@ def make_summary(seeds: Sequence[int] = (0,)) -> pd.DataFrame:
             | {"role": "teacher", "student": "", "objective": "", "seed": -1}
             | {"params": PARAMS["teacher"], "effective_rank": ter, "effective_rank_rv": ter + 5}
             | {"effective_rank_l2": ter + 1, "norm_cv": 0.1, "rank_ceiling": CEILING["teacher"]}
-            | {"cos_to_teacher": math.nan, "clean_accuracy": 0.95}
+            | {"cos_to_teacher": math.nan, "fidelity_gain": math.nan, "clean_accuracy": 0.95}
         )
         for obj in ("cosine", "cosine_infonce"):
             for student, er in ER[(exp, obj)].items():
@@ -66,8 +66,18 @@ def make_summary(seeds: Sequence[int] = (0,)) -> pd.DataFrame:
                         | {"effective_rank_l2": 2 * er + k, "norm_cv": 0.3 + 0.1 * k}
                         | {"rank_ceiling": CEILING[student]}
                         | {"cos_to_teacher": 0.9 - 0.2 * (obj != "cosine") + 0.01 * k}
+                        | {"fidelity_gain": 0.5 - 0.1 * (obj != "cosine") + 0.02 * k}
                     )
     return pd.DataFrame(rows)
+
+
+def teacher_summary() -> pd.DataFrame:
+    """:func:`make_summary` with the teacher-sanity columns the spectrum and noise stages
+    add (docs/design.md "Guards"): a sane teacher, chance 0.1."""
+    s = make_summary()
+    guards = {"rankme": 90.0, "uniformity": -3.0, "mean_pairwise_cosine": 0.2}
+    guards |= {"centred_energy_share": 0.8, "constant_cosine": 0.3, "chance_accuracy": 0.1}
+    return s.assign(**guards, clean_knn20_accuracy=0.9)
 
 
 def make_noise(seeds: Sequence[int] = (0,)) -> pd.DataFrame:
@@ -93,7 +103,7 @@ def test_table1_exact_contents() -> None:
     t = tables.table1(make_summary(), experiment="clip_x")
     assert list(t.columns) == [
         "model", "params", "effective_rank", "effective_rank_l2", "rank_ceiling", "norm_cv",
-        "cos_to_teacher",
+        "cos_to_teacher", "fidelity_gain",
     ]  # fmt: skip
     assert t["model"].tolist() == ["Teacher-CLIP", "Student-S", "Student-M", "Student-L"]
     assert t["effective_rank_l2"].tolist() == [89.68, 30.0, 33.0, 34.0]
@@ -104,6 +114,8 @@ def test_table1_exact_contents() -> None:
     assert t["effective_rank"].tolist() == [88.68, 15.0, 16.5, 17.0]
     assert math.isnan(t["cos_to_teacher"].iloc[0])
     assert t["cos_to_teacher"].iloc[1:].tolist() == pytest.approx([0.9, 0.9, 0.9])
+    assert math.isnan(t["fidelity_gain"].iloc[0])  # the teacher has no fit to itself
+    assert t["fidelity_gain"].iloc[1:].tolist() == pytest.approx([0.5, 0.5, 0.5])
 
 
 def test_table2_and_ablation_names() -> None:
@@ -112,6 +124,7 @@ def test_table2_and_ablation_names() -> None:
     assert t2["model"].tolist() == ["Student-S", "Student-M", "Student-L"]
     assert t2["effective_rank"].tolist() == [33.0, 38.0, 39.0]
     assert t2["cos_to_teacher"].tolist() == pytest.approx([0.7] * 3)
+    assert t2["fidelity_gain"].tolist() == pytest.approx([0.4] * 3)
     ab = tables.ablation(s, experiment="clip_x")
     assert ab["model"].tolist() == ["CNN", "Hybrid", "Tiny ViT"]
     assert ab["effective_rank"].tolist() == [15.0, 14.0, 9.0]
@@ -123,7 +136,7 @@ def test_seeds_give_mean_and_std() -> None:
     assert list(t.columns) == [
         "model", "params", "effective_rank", "effective_rank_std",
         "effective_rank_l2", "effective_rank_l2_std", "rank_ceiling", "norm_cv", "norm_cv_std",
-        "cos_to_teacher", "cos_to_teacher_std", "n_seeds",
+        "cos_to_teacher", "cos_to_teacher_std", "fidelity_gain", "fidelity_gain_std", "n_seeds",
     ]  # fmt: skip
     assert t["effective_rank_l2_std"].iloc[1:].tolist() == pytest.approx([1.0] * 3)
     assert t["norm_cv_std"].iloc[1:].tolist() == pytest.approx([0.1] * 3)
@@ -131,18 +144,42 @@ def test_seeds_give_mean_and_std() -> None:
     assert math.isnan(t["effective_rank_std"].iloc[0])  # one teacher row: no spread
     assert t["effective_rank_std"].iloc[1:].tolist() == pytest.approx([1.0, 1.0, 1.0])
     assert t["cos_to_teacher_std"].iloc[1:].tolist() == pytest.approx([0.01] * 3)
+    assert t["fidelity_gain_std"].iloc[1:].tolist() == pytest.approx([0.02] * 3)
     assert t["n_seeds"].tolist() == [1, 3, 3, 3]
 
 
 def test_teachers_table() -> None:
-    t = tables.teachers(make_summary())
+    t = tables.teachers(teacher_summary())
     assert list(t.columns) == [
-        "teacher", "dataset", "effective_rank", "effective_rank_l2", "norm_cv", "rank_ceiling"
+        "teacher", "dataset", "effective_rank", "effective_rank_l2", "norm_cv", "rank_ceiling",
+        "rankme", "uniformity", "mean_pairwise_cosine", "centred_energy_share",
+        "constant_cosine", "clean_accuracy", "clean_knn20_accuracy", "chance_accuracy",
+        "degenerate", "degenerate_reasons",
     ]  # fmt: skip
     assert t.values.tolist() == [
-        ["clip_vit_b32", "cifar10", 88.68, 89.68, 0.1, 512],
-        ["dinov2_vitb14", "cifar100", 70.0, 71.0, 0.1, 512],
-    ]
+        ["clip_vit_b32", "cifar10", 88.68, 89.68, 0.1, 512, 90.0, -3.0, 0.2, 0.8, 0.3, 0.95,
+         0.9, 0.1, False, ""],
+        ["dinov2_vitb14", "cifar100", 70.0, 71.0, 0.1, 512, 90.0, -3.0, 0.2, 0.8, 0.3, 0.95,
+         0.9, 0.1, False, ""],
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"centred_energy_share": 2e-8}, "centred energy share 2e-08 < 0.05"),
+        ({"clean_knn20_accuracy": 0.15}, "kNN-20 0.150 within 0.10 of chance (0.100)"),
+        ({"clean_accuracy": 0.12}, "linear probe 0.120 within 0.10 of chance (0.100)"),
+    ],
+)
+def test_teachers_table_flags_a_degenerate_teacher(change: dict, reason: str) -> None:
+    """A cone (2e-8 of the energy left after centring, as timm's random-init DINOv2) or a
+    teacher whose probe or kNN is near chance is degenerate, and the table says why."""
+    s = teacher_summary()
+    s.loc[s["role"] == "teacher", list(change)] = list(change.values())
+    t = tables.teachers(s)
+    assert t["degenerate"].tolist() == [True, True]
+    assert t["degenerate_reasons"].tolist() == [reason, reason]
 
 
 def test_fig2_data() -> None:
@@ -215,11 +252,12 @@ def test_markdown_has_title_notice_footer_and_values() -> None:
 
 
 def test_latex_is_booktabs_with_notice_and_footer() -> None:
-    t = tables.teachers(make_summary())
+    t = tables.teachers(teacher_summary())
     tex = render.to_latex(t, "teachers", RANDOM)
-    for token in (r"\toprule", r"\midrule", r"\bottomrule", r"\begin{tabular}{lrrrrr}"):
+    for token in (r"\toprule", r"\midrule", r"\bottomrule", r"\begin{tabular}{l" + "r" * 15 + "}"):
         assert token in tex
-    assert r"clip\_vit\_b32 & cifar10 & 88.68 & 89.68 & 0.100 & 512 \\" in tex
+    assert r"clip\_vit\_b32 & cifar10 & 88.68 & 89.68 & 0.100 & 512 & 90.00 & -3.000" in tex
+    assert r"& 0.100 & False &  \\" in tex  # chance, degenerate and no reasons
     assert r"\caption{" in tex and "random-init" in tex.split(r"\caption{")[1].split("\n")[0]
     assert f"% {RANDOM.footer()}" in tex
     assert r"\label{tab:teachers}" in tex

@@ -191,6 +191,8 @@ def spectrum_input(wildcards):
         "test": f"{model_dir(wildcards.experiment, wildcards.model)}/test.npy",
         # Row count check: embeddings from another split or run must not reach a table.
         "labels": f"{data_dir(e['dataset'])}/test_labels.npy",
+        # The guards' constant predictor: the teacher's normalised train mean.
+        "teacher_train": f"{teacher_dir(e['dataset'], e['teacher'])}/train.npy",
     }
     if wildcards.model != "teacher":
         inputs["teacher"] = f"{teacher_dir(e['dataset'], e['teacher'])}/test.npy"
@@ -392,7 +394,7 @@ def final_targets():
     for exp in enabled_experiments(config):
         e = experiment(exp)
         targets.append(f"{teacher_dir(e['dataset'], e['teacher'])}/sanity.json")
-    return targets
+    return targets + report_pages(targets)  # report.smk: the tables as HTML pages
 
 
 FIGURE_TABLES = {

@@ -188,6 +188,51 @@ METRICS: tuple[Metric, ...] = (
         needs="reference",
         alias="cos_to_teacher",
     ),
+    # The guards (kdspectra.metrics.sanity, docs/design.md "Guards"), computed by the
+    # spectrum stage: whether the rows are a narrow cone (a teacher that is one is
+    # degenerate), and whether a student learned more than its teacher's mean direction.
+    Metric(
+        "mean_pairwise_cosine",
+        "Mean pairwise cos",
+        "mean cosine over all pairs of rows (1: every row points the same way)",
+        3,
+        None,
+        source="stage",
+    ),
+    Metric(
+        "centred_energy_share",
+        "Centred share",
+        "‖X − μ‖²_F / ‖X‖²_F: the energy the centred metrics see (< 0.05: degenerate)",
+        4,
+        None,
+        source="stage",
+    ),
+    Metric(
+        "chance_accuracy",
+        "Chance",
+        "accuracy of always predicting the most frequent test class",
+        3,
+        None,
+        needs="labels",
+        source="stage",
+    ),
+    Metric(
+        "constant_cosine",
+        "c0 (mean direction)",
+        "mean cosine of the teacher's normalised train mean to its test rows",
+        3,
+        None,
+        source="stage",
+    ),
+    Metric(
+        "fidelity_gain",
+        "Fidelity gain",
+        "(cos to teacher − c0)/(1 − c0): 0 = no better than the teacher's mean direction",
+        3,
+        None,
+        needs="reference",
+        source="stage",
+    ),
 )
 
 BY_NAME = {m.name: m for m in METRICS}  # geometry_metrics / CLI key → entry

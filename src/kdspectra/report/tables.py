@@ -31,7 +31,9 @@ from kdspectra.report.render import objective_label, student_label, teacher_labe
 # What every model row shows: the paper's raw ER, the ER of L2-normalised rows (the losses
 # ignore norms), the norm spread that separates them, and the architecture's rank cap.
 GEOMETRY_METRICS = ("effective_rank", "effective_rank_l2", "norm_cv")
-STUDENT_METRICS = (*GEOMETRY_METRICS, "cos_to_teacher")
+# Beside the fit to the teacher, how much of it beats predicting the teacher's mean
+# direction (the guard against students that learned nothing, docs/design.md "Guards").
+STUDENT_METRICS = (*GEOMETRY_METRICS, "cos_to_teacher", "fidelity_gain")
 
 # Defaults from the registry: the CNN students (Tables I–II, Figures 2–3) and the first
 # registered student of each family (the ablation: local CNN, semi-global Hybrid, global ViT).
@@ -67,6 +69,15 @@ def _select(frame: pd.DataFrame, what: str, **match: object) -> pd.DataFrame:
         have = frame[list(match)].drop_duplicates().to_dict("records")
         raise ArtifactError(f"{what}: no rows with {match}; available: {have}")
     return rows
+
+
+def _student_rows(
+    frame: pd.DataFrame, what: str, experiment: str, student: str, objective: str
+) -> pd.DataFrame:
+    """Every seed's row of one student × objective in one experiment (see :func:`_select`)."""
+    return _select(
+        frame, what, experiment=experiment, role="student", student=student, objective=objective
+    )
 
 
 def seed_stats(rows: pd.DataFrame, column: str) -> tuple[float, float, int]:
@@ -119,17 +130,10 @@ def _student_records(
     names: Mapping[str, str] | None,
     ablation: bool = False,
 ) -> list[dict[str, object]]:
-    require_columns(summary, SUMMARY_COLUMNS, "run summary")
+    require_columns(summary, [*SUMMARY_COLUMNS, *STUDENT_METRICS], "run summary")
     records = []
     for s in students:
-        rows = _select(
-            summary,
-            "run summary",
-            experiment=experiment,
-            role="student",
-            student=s,
-            objective=objective,
-        )
+        rows = _student_rows(summary, "run summary", experiment, s, objective)
         records.append(_model_row(rows, _label(s, names, ablation), STUDENT_METRICS))
     return records
 
@@ -163,7 +167,7 @@ def table1(
     """
     records = _student_records(summary, experiment, students, objective, names)
     teacher = _teacher_record(summary, experiment, teacher_label)
-    teacher |= {"cos_to_teacher": math.nan, "cos_to_teacher_std": math.nan}
+    teacher |= {c: math.nan for m in ("cos_to_teacher", "fidelity_gain") for c in (m, f"{m}_std")}
     frame = _finish([teacher, *records], STUDENT_METRICS)
     return _titled(
         frame,
@@ -201,17 +205,57 @@ def ablation(
     return _titled(frame, f"Architecture ablation (§III-B) — {obj} distillation ({experiment})")
 
 
+# The teachers table: geometry, then the sanity numbers that decide ``degenerate``.
+TEACHER_COLUMNS = (
+    *GEOMETRY_METRICS,
+    "rank_ceiling",
+    "rankme",
+    "uniformity",
+    "mean_pairwise_cosine",
+    "centred_energy_share",
+    "constant_cosine",
+)
+
+
 def teachers(summary: pd.DataFrame) -> pd.DataFrame:
-    """One row per (teacher, dataset): the teacher's effective rank on that test split."""
-    require_columns(summary, SUMMARY_COLUMNS, "run summary")
+    """One row per (teacher, dataset): the teacher's geometry on that test split, its clean
+    probe and kNN accuracy, chance, and whether it is ``degenerate`` (with the reasons,
+    :func:`kdspectra.metrics.sanity.degenerate_reasons` on the probe and the first kNN).
+
+    A degenerate teacher is no teacher: a narrow cone or a map that separates no classes,
+    whose ER and probe can still look ordinary (docs/design.md "Guards").
+    """
+    from kdspectra.metrics.sanity import degenerate_reasons
+
+    accuracy = clean_accuracy_columns(summary.columns)
+    cols = [*TEACHER_COLUMNS, *accuracy, "chance_accuracy"]
+    require_columns(summary, [*SUMMARY_COLUMNS, *cols], "run summary")
     t = summary[summary["role"] == "teacher"]
     if t.empty:
         raise ArtifactError("run summary: no teacher rows (role == 'teacher')")
-    cols = [*GEOMETRY_METRICS, "rank_ceiling"]
     out = t.groupby(["teacher", "dataset"], sort=False, as_index=False)[cols].mean()
     out["rank_ceiling"] = out["rank_ceiling"].astype("int64")
-    out = out[["teacher", "dataset", *cols]].reset_index(drop=True)
-    return _titled(out, "Teacher effective rank per dataset (test split)")
+    guarded = accuracy[:2]  # the probe and the first configured kNN
+    reasons = [
+        degenerate_reasons(
+            row["centred_energy_share"],
+            {_accuracy_name(c): row[c] for c in guarded},
+            row["chance_accuracy"],
+        )
+        for _, row in out.iterrows()
+    ]
+    out["degenerate"] = [bool(r) for r in reasons]
+    out["degenerate_reasons"] = ["; ".join(r) for r in reasons]
+    out = out[["teacher", "dataset", *cols, "degenerate", "degenerate_reasons"]]
+    return _titled(
+        out.reset_index(drop=True), "Teachers per dataset (test split): geometry, sanity"
+    )
+
+
+def _accuracy_name(column: str) -> str:
+    """``clean_accuracy`` → "linear probe", ``clean_knn20_accuracy`` → "kNN-20"."""
+    k = column.removeprefix("clean_knn").removesuffix("_accuracy")
+    return "linear probe" if column == "clean_accuracy" else f"kNN-{k}"
 
 
 def _teacher_fig_record(summary: pd.DataFrame, experiment: str) -> list[dict[str, object]]:
@@ -252,14 +296,7 @@ def fig2_data(
         records.append(rec | _fig2_metrics(t))
     for s in students:
         for obj in objectives:
-            rows = _select(
-                summary,
-                "run summary",
-                experiment=experiment,
-                role="student",
-                student=s,
-                objective=obj,
-            )
+            rows = _student_rows(summary, "run summary", experiment, s, obj)
             records.append(
                 {
                     "role": "student",
@@ -312,22 +349,8 @@ def fig3_data(
         rows = noise[(noise["experiment"] == experiment) & (noise["role"] == "teacher")]
         records += _curve_records(rows, base)
     for s in students:
-        p = _select(
-            summary,
-            "run summary",
-            experiment=experiment,
-            role="student",
-            student=s,
-            objective=objective,
-        )
-        rows = _select(
-            noise,
-            "noise table",
-            experiment=experiment,
-            role="student",
-            student=s,
-            objective=objective,
-        )
+        p = _student_rows(summary, "run summary", experiment, s, objective)
+        rows = _student_rows(noise, "noise table", experiment, s, objective)
         base = {
             "role": "student",
             "student": s,
@@ -342,6 +365,9 @@ def fig3_data(
 # Every metric of kdspectra.metrics.geometry, in the order the geometry table shows them
 # (the catalog's; kdspectra.paper.comparison reads it from here).
 GEOMETRY_TABLE_METRICS = REPORTED_METRICS
+# ... followed by the guards: fidelity_gain beside cos_to_teacher (the last reported metric),
+# then how narrow a cone each model's rows are.
+GEOMETRY_GUARDS = ("fidelity_gain", "mean_pairwise_cosine", "centred_energy_share")
 
 
 def geometry_table(
@@ -357,7 +383,7 @@ def geometry_table(
     reports one number (ER); this table is what a reader of the collapse literature
     compares (RankMe, α-ReQ, uniformity, CKA, ...), so it spans all models, not a subset.
     """
-    metrics = [*GEOMETRY_TABLE_METRICS, *clean_accuracy_columns(summary.columns)]
+    metrics = [*GEOMETRY_TABLE_METRICS, *GEOMETRY_GUARDS, *clean_accuracy_columns(summary.columns)]
     require_columns(summary, [*SUMMARY_COLUMNS, *metrics], "run summary")
     exps = list(experiments) if experiments is not None else list(summary["experiment"].unique())
     records = []

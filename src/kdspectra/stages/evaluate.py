@@ -42,6 +42,12 @@ def measure_spectrum(inputs: Named, outputs: Named, params: Named) -> None:
     the embeddings must have one row per label, so a matrix from another split or run is
     named here instead of becoming a plausible rank, and ``per_class_effective_rank`` is
     recorded (NaN without labels).
+
+    The guards (:mod:`kdspectra.metrics.sanity`): ``mean_pairwise_cosine`` and
+    ``centred_energy_share`` of every model, ``chance_accuracy`` of the labels, and with
+    ``inputs.teacher_train`` (the teacher's train embeddings) ``constant_cosine`` (c0, the
+    teacher's mean direction's cosine to its test rows) and, for students,
+    ``fidelity_gain`` = (cos_to_teacher − c0)/(1 − c0); NaN where an input is missing.
     """
     from kdspectra.metrics.geometry import geometry_metrics
     from kdspectra.metrics.spectrum import (
@@ -75,10 +81,39 @@ def measure_spectrum(inputs: Named, outputs: Named, params: Named) -> None:
         # is cos_to_teacher); NaN where its labels or reference were not given
         **{m.column: geo.get(m.name, float("nan")) for m in METRICS if m.source == "geometry"},
         "alpha_req_fit": list(fit),
+        **_guards(emb, labels, teacher, inputs.get("teacher_train")),
     }
     values = pd.DataFrame({"index": np.arange(len(sv)), "singular_value": sv})
     save_parquet(outputs["values"], values)
     save_json(outputs["stats"], stats)
+
+
+def _guards(
+    emb: np.ndarray,
+    labels: np.ndarray | None,
+    teacher_test: np.ndarray | None,
+    teacher_train: PathLike | None,
+) -> dict[str, float]:
+    """The catalog's guard entries of one model (see :func:`measure_spectrum`)."""
+    from kdspectra.metrics import sanity
+
+    nan = float("nan")
+    out = {
+        "mean_pairwise_cosine": sanity.mean_pairwise_cosine(emb),
+        "centred_energy_share": sanity.centred_energy_share(emb),
+        "chance_accuracy": nan if labels is None else sanity.chance_accuracy(labels),
+        "constant_cosine": nan,
+        "fidelity_gain": nan,
+    }
+    if teacher_train is None:
+        return out
+    train = load_embeddings(teacher_train, dim=emb.shape[1])
+    # The teacher's own test rows are ``emb`` when no teacher_test is given (the teacher).
+    reference = emb if teacher_test is None else teacher_test
+    out["constant_cosine"] = sanity.constant_predictor_cosine(train, reference)
+    if teacher_test is not None:
+        out["fidelity_gain"] = sanity.fidelity_gain(emb, train, teacher_test)
+    return out
 
 
 def _alpha_fit(params: Named) -> tuple[int, int]:
