@@ -82,7 +82,7 @@ def read_fig1_spectra(
 ) -> dict[str, object]:
     """Figure 1's spectrum files in the workflow's order ([teacher, cosine/seed k…,
     InfoNCE/seed k…]) as :func:`spectrum_tracks_teacher` reads them."""
-    from kdspectra.report.figures import read_spectrum
+    from kdspectra.report.figures_spectrum import read_spectrum
 
     n = len(seeds)
     runs = [read_spectrum(p) for p in paths]

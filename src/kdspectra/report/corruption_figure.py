@@ -5,8 +5,9 @@ severity, one line per student and objective (mean over seeds and over the famil
 corruptions that were run), the teacher dashed black. A fifth panel puts the paper's
 corruption on one σ axis: our noise-stage curve (the σ grid of ``evaluation.noise_sigmas``)
 and CIFAR-C's ``gaussian_noise`` at its σ(severity) = 0.04…0.10, the bridge between the
-paper's claim and the benchmark. Same conventions as :mod:`kdspectra.report.figures` (Agg canvas,
-title, random-init notice in red, provenance footer, PNG and PDF written atomically).
+paper's claim and the benchmark. Same conventions as
+:mod:`kdspectra.report.figures_style` (Agg canvas, title, random-init notice in red,
+provenance footer, screen PNG and print PDF written atomically).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from matplotlib.figure import Figure
 from kdspectra.data.corruptions import FAMILIES, SEVERITY_SIGMA
 from kdspectra.errors import ArtifactError
 from kdspectra.io import PathLike
-from kdspectra.report.figures import OBJECTIVE_LABELS, save, stamp
+from kdspectra.report.figures_style import OBJECTIVE_LABELS, save, stamp
 from kdspectra.report.provenance import Provenance
 from kdspectra.report.render import student_label, teacher_label
 
