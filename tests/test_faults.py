@@ -1198,3 +1198,73 @@ rule good:
         )
         == []
     )
+
+
+# =========================================================================== issue 24
+
+
+def _checkpoint_of_this_run(a: Artifacts, path: Path) -> None:
+    """A genuine mid-training checkpoint of exactly the run ``_train`` resumes (cnn_s)."""
+    images, _ = stages.load_split(a.data, "train")
+    teacher = load_embeddings(a.files["teacher_train"])
+    with pytest.raises(Preempted):
+        train_student(
+            "cnn_s", images, teacher, TrainConfig.from_config(a.training, "cosine", 0),
+            device=torch.device("cpu"), weights_out=path.parent / "w.safetensors",
+            metrics_out=path.parent / "m.csv", meta_out=path.parent / "m.json",
+            checkpoint=path, callback=lambda _e, _s: signal.raise_signal(signal.SIGUSR1),
+            progress_bar=False,
+        )  # fmt: skip
+
+
+def test_flipped_byte_in_checkpoint_tensor_refuses_resume(art: Artifacts, tmp_path: Path) -> None:
+    """One byte of one weight changes after the checkpoint was written; the file is still a
+    valid zip that torch.load reads. Resuming would finish from damaged weights, so the
+    job refuses, naming the file and ``rm`` as the fix, and leaves the file for inspection."""
+    ckpt = tmp_path / "ckpt" / "seed0.pt"
+    ckpt.parent.mkdir()
+    _checkpoint_of_this_run(art, ckpt)
+    state = torch.load(ckpt, weights_only=True)
+    name = max(state["model"], key=lambda k: state["model"][k].numel())
+    weight = state["model"][name].contiguous()
+    raw = weight.view(-1).view(torch.uint8)
+    raw[raw.numel() // 2] ^= 0x10
+    state["model"][name] = weight
+    torch.save(state, ckpt)  # a valid zip again, the stored digest unchanged
+    before = ckpt.read_bytes()
+    with pytest.raises(ArtifactError) as err:
+        _train(art, ckpt)
+    message = str(err.value)
+    assert str(ckpt) in message and f"rm {ckpt}" in message and "digest" in message
+    assert files_under(art.out) == []
+    assert ckpt.read_bytes() == before
+
+
+def test_intact_checkpoint_still_resumes(art: Artifacts, tmp_path: Path) -> None:
+    """Control for the digest: an untouched checkpoint resumes and the job finishes."""
+    ckpt = tmp_path / "ckpt" / "seed0.pt"
+    ckpt.parent.mkdir()
+    _checkpoint_of_this_run(art, ckpt)
+    _train(art, ckpt)
+    assert (art.out / "model.safetensors").is_file()
+
+
+def test_disk_full_while_checkpointing_names_the_checkpoint(
+    art: Artifacts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC while the checkpoint is written: the error says so and names the file
+    (torch's own writer said "inline_container.cc:672 unexpected pos")."""
+    import errno
+
+    from kdspectra.training import checkpoint as module
+
+    class FullDisk(io.BytesIO):
+        def write(self, _data: Any) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(module, "open", lambda *_a, **_k: FullDisk(), raising=False)
+    ckpt = tmp_path / "ckpt" / "seed0.pt"
+    with pytest.raises(ArtifactError) as err:
+        _train(art, ckpt)
+    assert "no space left on device" in str(err.value) and str(ckpt) in str(err.value)
+    assert not ckpt.exists() and not list(ckpt.parent.glob(".*kdtmp*"))
