@@ -185,3 +185,75 @@ def test_other_hosts_temporaries_are_swept_only_when_abandoned(tmp_path: Path) -
         age(path, 7200 if path != fresh else 10)
     assert sweep_stale_temps(tmp_path) == [old]
     assert sorted(tmp_path.iterdir()) == sorted([fresh, *foreign])
+
+
+# ----------------------------------------------------------------- disk full (issue 24)
+
+
+def _enospc(*_args: object, **_kwargs: object) -> None:
+    import errno
+
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_disk_full_is_named_with_the_path_and_keeps_the_old_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "emb.npy"
+    save_npy(target, np.ones(3, dtype=np.float32))
+    monkeypatch.setattr(np, "save", _enospc)
+    with pytest.raises(ArtifactError) as err:
+        save_npy(target, np.zeros(1000, dtype=np.float32))
+    assert "no space left on device" in str(err.value) and str(target) in str(err.value)
+    monkeypatch.undo()
+    assert load_npy(target).tolist() == [1.0, 1.0, 1.0]
+    assert [p.name for p in tmp_path.iterdir()] == ["emb.npy"]
+
+
+def test_disk_full_reported_only_as_text_is_named_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pyarrow's OSError carries no errno, only the words."""
+    import pandas as pd
+
+    from kdspectra.io import save_parquet
+
+    def full(*_a: object, **_k: object) -> None:
+        raise OSError("Error writing bytes to file. Detail: [errno 28] No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", full)
+    target = tmp_path / "rows.parquet"
+    with pytest.raises(ArtifactError, match="no space left on device") as err:
+        save_parquet(target, pd.DataFrame({"a": [1]}))
+    assert str(target) in str(err.value)
+
+
+def test_other_write_errors_are_not_called_disk_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    def denied(*_a: object, **_k: object) -> None:
+        raise OSError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(np, "save", denied)
+    with pytest.raises(PermissionError):
+        save_npy(tmp_path / "x.npy", np.zeros(2))
+
+
+def test_job_log_is_on_disk_before_the_first_write_and_names_a_full_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The log says which job ran before anything large is written (on a disk the job then
+    fills, it still exists), and the console's one line says "no space left on device"
+    with the file that did not fit."""
+    from kdspectra.runtime.logs import job
+
+    log, target = tmp_path / "logs" / "job.log", tmp_path / "out" / "big.npy"
+    monkeypatch.setattr(np, "save", _enospc)
+    with pytest.raises(ArtifactError), job(log):
+        assert "job started" in log.read_text()  # flushed before any write of the job
+        save_npy(target, np.zeros(10, dtype=np.float32))
+    console = capsys.readouterr().err
+    assert "no space left on device" in console and str(target) in console
+    assert "no space left on device" in log.read_text()

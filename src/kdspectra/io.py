@@ -12,6 +12,11 @@ writer no chance to remove its temporary, so every write first sweeps the stale 
 its directory: ours (by that name), and either left by a dead process of this host, or,
 from another host (a cluster's shared filesystem), untouched for :data:`STALE_AFTER_S`.
 A live writer's temporary is not touched.
+
+A full disk (or quota) is named as such: a writer that runs out of space removes its
+temporary, leaves the previous file as it was, and raises :class:`ArtifactError` saying
+"no space left on device" with the path, instead of whatever the library that wrote the
+bytes says about it (torch: "inline_container.cc:672 unexpected pos").
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import socket
 import tempfile
 import time
@@ -42,6 +48,8 @@ STALE_AFTER_S = 3600.0
 # host name but not the pid namespace may run a writer that our os.kill cannot see.
 DEAD_PID_GRACE_S = 60.0
 _TMP_TAG = ".kdtmp."
+# errno values that mean "the filesystem has no room": a full disk, a full quota.
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 _TMP_RE = re.compile(r"^\..+\.kdtmp\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>[0-9]+)\.[A-Za-z0-9_]+\.tmp$")
 
 
@@ -57,11 +65,16 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     (:func:`sweep_stale_temps`).
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    sweep_stale_temps(final.parent)
-    prefix = f".{final.name}{_TMP_TAG}{_host()}.{os.getpid()}."
-    fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=final.parent)
-    os.close(fd)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        sweep_stale_temps(final.parent)
+        prefix = f".{final.name}{_TMP_TAG}{_host()}.{os.getpid()}."
+        fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=final.parent)
+        os.close(fd)
+    except OSError as exc:
+        if is_no_space(exc):
+            raise no_space_error(final, exc) from exc
+        raise
     tmp = Path(tmp_name)
     try:
         yield tmp
@@ -70,9 +83,33 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         _fsync(tmp)
         os.replace(tmp, final)
         _fsync(final.parent)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if is_no_space(exc):
+            raise no_space_error(final, exc) from exc
         raise
+
+
+def is_no_space(exc: BaseException) -> bool:
+    """Whether ``exc`` says the filesystem is full (ENOSPC/EDQUOT, or a library's OSError
+    that carries only the text, as pyarrow's do)."""
+    if not isinstance(exc, OSError):
+        return False
+    return exc.errno in NO_SPACE_ERRNOS or "no space left on device" in str(exc).lower()
+
+
+def no_space_error(path: PathLike, exc: BaseException) -> ArtifactError:
+    """The error a job reports when ``path`` could not be written for lack of space."""
+    target = Path(path)
+    try:
+        free = f"{shutil.disk_usage(target.parent).free / 1e6:.1f} MB free there now"
+    except OSError:
+        free = "free space unknown"
+    return ArtifactError(
+        f"{target}: no space left on device while writing it ({free}; {exc}); the partial "
+        f"file was removed and any previous {target.name} is unchanged. Free space on that "
+        f"filesystem (or move results/ to a larger one) and rerun"
+    )
 
 
 def sweep_stale_temps(folder: PathLike, *, now: float | None = None) -> list[Path]:

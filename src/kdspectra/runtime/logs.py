@@ -2,18 +2,25 @@
 
 Every rule has a ``log:`` file; a researcher debugging a failed cluster job reads that
 file first, so it must hold everything: progress, throughput, warnings and the traceback.
+On a nearly full disk the log must still say what happened: its first line is on disk
+(flushed and fsynced) before the job writes anything large, and a traceback that no longer
+fits never hides the error itself, whose one line always reaches the console.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
+import os
 import signal
+import socket
 import sys
 import threading
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -29,25 +36,40 @@ def log_to(path: str | Path | None, level: int = logging.INFO) -> Iterator[loggi
         yield logger
         return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", buffering=1) as fh:
-        handler = logging.StreamHandler(fh)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        root = logging.getLogger()
-        root.addHandler(handler)
-        root.setLevel(level)
-        logging.captureWarnings(True)
-        old_out, old_err = sys.stdout, sys.stderr
-        sys.stdout = sys.stderr = fh
-        try:
-            yield logger
-        except BaseException as exc:
+    fh = open(path, "w", buffering=1)  # noqa: SIM115 - closed below, errors of a full disk aside
+    _write_header(fh, path)
+    handler = logging.StreamHandler(fh)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level)
+    logging.captureWarnings(True)
+    old_out, old_err = sys.stdout, sys.stderr
+    sys.stdout = sys.stderr = fh
+    try:
+        yield logger
+    except BaseException as exc:
+        with contextlib.suppress(OSError):  # a full disk must not replace the error
             fh.write(traceback.format_exc())
-            # The one-line reason also goes to the console, next to Snakemake's error.
-            old_err.write(f"{type(exc).__name__}: {exc} (full log: {path})\n")
-            raise
-        finally:
-            sys.stdout, sys.stderr = old_out, old_err
-            root.removeHandler(handler)
+        # The one-line reason also goes to the console, next to Snakemake's error.
+        old_err.write(f"{type(exc).__name__}: {exc} (full log: {path})\n")
+        raise
+    finally:
+        sys.stdout, sys.stderr = old_out, old_err
+        root.removeHandler(handler)
+        with contextlib.suppress(OSError):
+            fh.close()
+
+
+def _write_header(fh: Any, path: str | Path) -> None:
+    """The log's first line, on disk before the job's first large write: on a disk the
+    job then fills, the log still exists and says which job ran, where and when."""
+    fh.write(
+        f"{dt.datetime.now().isoformat(timespec='seconds')} kdspectra job started on "
+        f"{socket.gethostname()} (pid {os.getpid()}); log {path}\n"
+    )
+    fh.flush()
+    os.fsync(fh.fileno())
 
 
 @contextlib.contextmanager
