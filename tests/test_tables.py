@@ -318,6 +318,21 @@ def test_paper_comparison_differences() -> None:
     assert f["ours"].notna().all() or f.loc[f["ours"].isna()].index.tolist() == ["dino_teacher"]
 
 
+def test_paper_comparison_teacher_rows_show_their_own_teacher() -> None:
+    """One experiment plays both runs (as in the demo): the DINOv2 row shows the DINOv2
+    teacher's ER from the experiment that ran it, never the CLIP teacher's."""
+    opts = {"tables_experiment": "clip_x", "figures_experiment": "clip_x"}
+    f = paper.paper_comparison_frame(make_summary(), **opts).set_index("key")
+    assert f.loc["teacher_clip", "ours"] == pytest.approx(88.68)
+    assert f.loc["dino_teacher", "ours"] == pytest.approx(70.0)
+    assert f.loc["dino_teacher", "ours_l2"] == pytest.approx(71.0)
+    assert "teacher of dino_x" in f.loc["dino_teacher", "note"]
+    clip_only = make_summary()[lambda d: d["experiment"] == "clip_x"]
+    g = paper.paper_comparison_frame(clip_only, **opts).set_index("key")
+    assert math.isnan(g.loc["dino_teacher", "ours"])
+    assert "no DINOv2 teacher" in g.loc["dino_teacher", "note"]
+
+
 def test_paper_comparison_markdown() -> None:
     md = paper.paper_comparison(
         make_summary(), make_noise(), RANDOM, tables_experiment="clip_x",

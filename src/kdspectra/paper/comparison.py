@@ -139,6 +139,23 @@ def _ours_noise(
     return 100 * m, 100 * s, n, note
 
 
+# The paper's teacher of each of its runs, as :func:`kdspectra.report.render.teacher_label`
+# names a teacher config key.
+PAPER_TEACHERS = {"clip": "CLIP", "dino": "DINOv2"}
+
+
+def _teacher_rows(summary: pd.DataFrame, num: PaperNumber, experiment: str) -> pd.DataFrame:
+    """The rows of the paper's teacher for ``num``: in ``experiment`` when its teacher is
+    that one, else in the first experiment that ran it (the demo's figures run is a CLIP
+    one; its DINOv2 teacher runs elsewhere), else none: never another teacher's number."""
+    teachers = summary[summary["role"] == "teacher"]
+    labels = [render.teacher_label(str(t)) for t in teachers["teacher"]]
+    mine = teachers[[label == PAPER_TEACHERS[num.experiment] for label in labels]]
+    if mine.empty or (mine["experiment"] == experiment).any():
+        return mine[mine["experiment"] == experiment]
+    return mine[mine["experiment"] == mine["experiment"].iloc[0]]
+
+
 def _ours(
     num: PaperNumber,
     summary: pd.DataFrame,
@@ -150,6 +167,13 @@ def _ours(
     """Our mean, std, seed count and a note, for one paper number (NaN mean = not run)."""
     if num.metric == "noise_accuracy":
         return _ours_noise(num, noise, experiment, student, noise_objective)
+    if num.role == "teacher" and num.metric == "effective_rank":
+        rows = _teacher_rows(summary, num, experiment)
+        if rows.empty:
+            return math.nan, math.nan, 0, f"no {PAPER_TEACHERS[num.experiment]} teacher in the run"
+        where = str(rows["experiment"].iloc[0])
+        note = "" if where == experiment else f"ours: the teacher of {where}"
+        return (*seed_stats(rows, "effective_rank"), note)
     rows = _rows_for(summary, experiment, num.role, student, num.objective)
     if rows.empty:
         return math.nan, math.nan, 0, ""
@@ -180,7 +204,11 @@ def _ours_l2(
     """Our L2-row ER and rank ceiling beside a paper ER number (NaN where not an ER)."""
     if num.metric == "expansion":
         return _expansion(summary, experiment, cnns, "effective_rank_l2"), math.nan
-    rows = _rows_for(summary, experiment, num.role, student, num.objective)
+    rows = (
+        _teacher_rows(summary, num, experiment)
+        if num.role == "teacher"
+        else _rows_for(summary, experiment, num.role, student, num.objective)
+    )
     if num.metric != "effective_rank" or rows.empty:
         return math.nan, math.nan
     return float(rows["effective_rank_l2"].mean()), float(rows["rank_ceiling"].max())
