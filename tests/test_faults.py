@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import io
+import json
 import os
 import re
 import shutil
@@ -1268,3 +1269,40 @@ def test_disk_full_while_checkpointing_names_the_checkpoint(
         _train(art, ckpt)
     assert "no space left on device" in str(err.value) and str(ckpt) in str(err.value)
     assert not ckpt.exists() and not list(ckpt.parent.glob(".*kdtmp*"))
+
+
+def _spectrum_of_trained_student(a: Artifacts) -> dict[str, Any]:
+    """The spectrum stage of a student that training really produced (its meta.json holds
+    the digest of the teacher it was trained on), compared with that teacher's files."""
+    stages.measure_spectrum(
+        {
+            "test": a.files["student_test"],
+            "teacher": a.files["teacher_test"],
+            "teacher_train": a.files["teacher_train"],
+            "labels": a.data / "test_labels.npy",
+            "meta": a.out / "meta.json",
+        },
+        {"values": a.out / "spectrum" / "values.parquet", "stats": a.out / "spectrum" / "s.json"},
+        {},
+    )
+    return json.loads((a.out / "spectrum" / "s.json").read_text())
+
+
+def test_teacher_edited_after_training_is_refused_naming_both_files(art: Artifacts) -> None:
+    """The teacher's train embeddings change in place after the student was trained (one
+    value, the mtime put back, so Snakemake sees nothing): comparing the student with a
+    teacher it never saw is refused, naming the teacher file and the student's meta.json.
+    The untouched teacher passes (control)."""
+    _train(art)
+    assert "cos_to_teacher" in _spectrum_of_trained_student(art)
+    teacher = art.files["teacher_train"]
+    stat = teacher.stat()
+    emb = np.load(teacher)
+    emb[3, 1] += 1.0
+    np.save(teacher, emb)
+    os.utime(teacher, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    shutil.rmtree(art.out / "spectrum")
+    with pytest.raises(ArtifactError) as err:
+        _spectrum_of_trained_student(art)
+    assert str(teacher) in str(err.value) and str(art.out / "meta.json") in str(err.value)
+    assert not (art.out / "spectrum").exists()

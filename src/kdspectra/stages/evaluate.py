@@ -63,6 +63,8 @@ def measure_spectrum(inputs: Named, outputs: Named, params: Named) -> None:
     labels = load_labels(test_labels) if test_labels is not None else None
     emb = load_embeddings(inputs["test"], rows=None if labels is None else len(labels))
     width = _feature_width(inputs.get("meta")) if teacher_test is not None else None
+    if teacher_test is not None:
+        _check_teacher_digest(inputs.get("meta"), inputs.get("teacher_train"))
     teacher = (
         load_embeddings(teacher_test, rows=emb.shape[0], dim=emb.shape[1])
         if teacher_test is not None
@@ -129,6 +131,32 @@ def _alpha_fit(params: Named) -> tuple[int, int]:
             f"found {fit!r}"
         )
     return int(fit[0]), int(fit[1])
+
+
+def _check_teacher_digest(meta: PathLike | None, teacher_train: PathLike | None) -> None:
+    """Refuse a teacher whose train embeddings are not the ones the student was trained on.
+
+    Training records ``inputs.teacher_digest`` (:func:`kdspectra.training.checkpoint.
+    array_digest` of the clean train targets) in the student's meta.json. A teacher file
+    rewritten since (re-extracted, edited in place with its mtime restored, so Snakemake
+    sees nothing) would compare the student with a teacher it never saw. With
+    ``teacher_view: same`` the digest is of the cached views, which this stage does not read.
+    """
+    if meta is None or teacher_train is None:
+        return
+    record = load_json(meta)
+    recorded = (record.get("inputs") or {}).get("teacher_digest")
+    if recorded is None or record.get("teacher_view", "clean") != "clean":
+        return
+    from kdspectra.training.checkpoint import array_digest
+
+    found = array_digest(load_embeddings(teacher_train))
+    if found != recorded:
+        raise ArtifactError(
+            f"{teacher_train}: not the teacher embeddings the student was trained on: {meta} "
+            f"records teacher_digest {recorded}, the file now hashes to {found}. Re-extract "
+            f"the teacher (delete {teacher_train}) or retrain the student (delete its folder)"
+        )
 
 
 def _feature_width(meta: PathLike | None) -> int:
