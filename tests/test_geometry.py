@@ -120,6 +120,20 @@ def test_alpha_req_respects_bounds_and_rank() -> None:
     assert noisy.r2 < 1.0  # R² says when the power law is a poor description
 
 
+@pytest.mark.parametrize(("width", "points"), [(20, 11), (12, 3)])
+def test_alpha_req_window_stops_at_the_rank_ceiling(width: int, points: int) -> None:
+    """A float32 student of width w in 64 dims: the default [10, 100) is clipped at rank w
+    and says so; 3 points left is no exponent (NaN with the reason)."""
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((360, width)) * np.arange(1, width + 1) ** -0.5
+    x = (z @ rng.standard_normal((width, 64))).astype(np.float32)
+    fit = g.alpha_req_fit(np.linalg.svd(x - x.mean(0), compute_uv=False))
+    assert fit.points == points and fit.window == (10, width + 1)
+    assert f"clipped to [10, {width + 1}) at rank {width}" in fit.reason
+    assert math.isnan(fit.alpha) == (points < g.ALPHA_MIN_POINTS)
+    assert ("fewer than 5" in fit.reason) == (points < g.ALPHA_MIN_POINTS)
+
+
 def test_alpha_req_is_nan_with_fewer_than_two_points() -> None:
     fit = g.alpha_req_fit(np.array([3.0, 2.0, 1.0]))  # D = 3 < fit_lo = 10
     assert math.isnan(fit.alpha) and math.isnan(fit.r2) and fit.points == 0

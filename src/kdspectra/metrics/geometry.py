@@ -17,7 +17,8 @@ With σ the singular values of the *column-centred* matrix and λ = σ² (descen
 - ``participation_ratio`` = (Σλ)²/Σλ²; ``stable_rank`` = Σλ/λ₁. Both weight the top of the
   spectrum, so stable rank ≤ participation ratio ≤ effective rank ≤ rank.
 - ``alpha_req`` / ``alpha_req_r2``: OLS of ln λ_i on ln i (1-based i) over
-  i ∈ [fit_lo, fit_hi) ∩ [1, r], r = #{λ_i > λ₁·1e-12}; α = −slope (Agrawal 2022).
+  i ∈ [fit_lo, fit_hi) ∩ [1, r], r = #{λ_i > λ₁·1e-9} (the rank ceiling in effect);
+  α = −slope (Agrawal 2022), NaN with fewer than 5 points in the window.
 - ``uniformity`` = ln mean_{i<j} exp(−2‖u_i − u_j‖²), u the L2-normalised rows (Wang &
   Isola 2020): exact up to :data:`UNIFORMITY_EXACT_MAX` rows, a seeded subsample beyond.
 - ``linear_cka(X, Y)`` = ‖Ycᵀ Xc‖_F² / (‖Xcᵀ Xc‖_F ‖Ycᵀ Yc‖_F) (Kornblith 2019).
@@ -46,6 +47,7 @@ from kdspectra.metrics.spectrum import (
 
 __all__ = [
     "ALPHA_FIT",
+    "ALPHA_MIN_POINTS",
     "RANKME_EPS",
     "UNIFORMITY_EXACT_MAX",
     "PowerLawFit",
@@ -71,7 +73,12 @@ __all__ = [
 ALPHA_FIT = (10, 100)  # default [fit_lo, fit_hi) of the α-ReQ fit, 1-based indices
 RANKME_EPS = 1e-7  # Garrido et al.'s ε, added to every p before the entropy
 UNIFORMITY_EXACT_MAX = 10_000  # beyond this many rows, uniformity uses a seeded subsample
-_ALPHA_RTOL = 1e-12  # λ_i ≤ λ₁·1e-12 is rounding noise, not a point of the power law
+# λ_i ≤ λ₁·1e-9 is not a point of the power law: past a model's rank ceiling, float32
+# embeddings leave eigenvalues at ~1e-14..1e-10 of λ₁ (rounding), while a real power law
+# over ≤ 1000 indices with α ≤ 3 stays above 1e-9. So r, the count above it, is the rank
+# ceiling in effect, and the fit window is clipped there.
+_ALPHA_RTOL = 1e-9
+ALPHA_MIN_POINTS = 5  # fewer eigenvalues in the window: α is NaN, never a 2-3-point slope
 _BLOCK_ELEMENTS = 1 << 22  # uniformity's Gram blocks hold ≤ 4M float64 (32 MB)
 _COS_FLOOR = 1e-12  # a zero row has cosine 0 with anything (no division by zero)
 # Each key geometry_metrics returns is an entry of kdspectra.metrics.catalog.METRICS: its
@@ -140,32 +147,43 @@ def rankme(x: Any) -> float:
 
 
 class PowerLawFit(NamedTuple):
-    """The α-ReQ fit ln λ_i ≈ intercept − α ln i; NaNs when < 2 points were in range."""
+    """The α-ReQ fit ln λ_i ≈ intercept − α ln i; NaNs (and the ``reason``) when fewer
+    than :data:`ALPHA_MIN_POINTS` eigenvalues were in the window."""
 
     alpha: float
     r2: float
     points: int  # how many eigenvalues the fit used
     intercept: float
+    window: tuple[int, int] = (0, 0)  # the 1-based [lo, hi) actually fitted, after clipping
+    reason: str = ""  # why α is NaN, or how the window was clipped
 
 
 def alpha_req_fit(s: Any, fit_lo: int = ALPHA_FIT[0], fit_hi: int = ALPHA_FIT[1]) -> PowerLawFit:
     """OLS of ln λ_i on ln i over i ∈ [fit_lo, fit_hi) ∩ [1, r] (1-based), λ = σ².
 
-    r counts the λ_i > λ₁·1e-12: smaller ones are rounding noise of a rank-deficient
-    matrix, whose logarithms would dominate the slope. With fewer than 2 indices in range
-    (e.g. D < fit_lo + 1, or rank ≤ fit_lo) a line is not determined and the fit returns
-    NaN for α, R² and the intercept (``points`` says how many there were), rather than
-    failing the whole report. A spectrum exactly flat over the range fits with α = 0 and
-    R² = 1 (the line passes through every point).
+    r counts the λ_i > λ₁·:data:`_ALPHA_RTOL`: smaller ones lie past the model's rank
+    ceiling (rounding noise of a rank-deficient matrix, whose logarithms would dominate
+    the slope), so a window that passes the ceiling is clipped to it; ``window`` records
+    the one fitted and ``reason`` the clipping. With fewer than :data:`ALPHA_MIN_POINTS`
+    indices left (e.g. a student of width 12 under the default [10, 100)) a slope of 2-3
+    points is no exponent: the fit returns NaN for α, R² and the intercept with the reason
+    (``points`` says how many there were), rather than failing the whole report. A
+    spectrum exactly flat over the range fits with α = 0 and R² = 1.
     """
     if not 1 <= fit_lo < fit_hi:
         raise ValueError(f"alpha fit range must satisfy 1 ≤ fit_lo < fit_hi, got {fit_lo, fit_hi}")
     lam = _eigenvalues(s)
     r = int(np.sum(lam > lam[0] * _ALPHA_RTOL))
-    idx = np.arange(fit_lo, min(fit_hi, r + 1))  # 1-based indices
-    if idx.size < 2:
+    hi = min(fit_hi, r + 1)
+    idx = np.arange(fit_lo, hi)  # 1-based indices
+    window = (fit_lo, max(hi, fit_lo))
+    clipped = f"window [{fit_lo}, {fit_hi}) clipped to [{fit_lo}, {hi}) at rank {r}"
+    reason = clipped if hi < fit_hi else ""
+    if idx.size < ALPHA_MIN_POINTS:
         nan = float("nan")
-        return PowerLawFit(nan, nan, int(idx.size), nan)
+        why = f"{idx.size} eigenvalue(s) in the window, fewer than {ALPHA_MIN_POINTS}"
+        why = f"{why}; {reason}" if reason else why
+        return PowerLawFit(nan, nan, int(idx.size), nan, window, why)
     lx, ly = np.log(idx.astype(np.float64)), np.log(lam[idx - 1])
     dx, dy = lx - lx.mean(), ly - ly.mean()
     slope = float(np.sum(dx * dy) / np.sum(dx * dx))
@@ -173,7 +191,7 @@ def alpha_req_fit(s: Any, fit_lo: int = ALPHA_FIT[0], fit_hi: int = ALPHA_FIT[1]
     ss_tot = float(np.sum(dy * dy))
     ss_res = float(np.sum((dy - slope * dx) ** 2))
     r2 = 1.0 if ss_tot == 0 else 1.0 - ss_res / ss_tot
-    return PowerLawFit(-slope, r2, int(idx.size), intercept)
+    return PowerLawFit(-slope, r2, int(idx.size), intercept, window, reason)
 
 
 def alpha_req(x: Any, fit_lo: int = ALPHA_FIT[0], fit_hi: int = ALPHA_FIT[1]) -> float:
