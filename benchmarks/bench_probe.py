@@ -40,7 +40,7 @@ from common import bench_main
 SRC = Path(__file__).resolve().parents[1] / "src"
 JOB_START = (
     "from kdspectra.runtime.logs import job\n"
-    "from kdspectra.stages import measure_spectrum, measure_noise\n"
+    "from kdspectra.stages import measure_model\n"
     "with job(None, 1):\n"
     "    pass\n"
 )

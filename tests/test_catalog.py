@@ -52,7 +52,7 @@ def _spectrum(tmp: Path, name: str, emb: np.ndarray, teacher: Path | None) -> Pa
         # the teacher's test rows stand in for its train rows (the fidelity guard's c0)
         inputs |= {"teacher": teacher, "teacher_train": teacher, "meta": tmp / "meta.json"}
     out = {"values": tmp / f"{name}_v.parquet", "stats": tmp / f"{name}.json"}
-    stages.measure_spectrum(inputs, out, {"alpha_req_fit": [2, 20]})
+    stages.measure_model(inputs, out, {"alpha_req_fit": [2, 20]})
     return out["stats"]
 
 

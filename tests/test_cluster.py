@@ -68,8 +68,7 @@ SLURM_RULES = {
     "extract_teacher",
     "extract_teacher_noisy",
     "train_student",
-    "measure_spectrum",
-    "measure_noise",
+    "measure_model",
 }
 GPU_RULES = {"extract_teacher", "extract_teacher_noisy", "train_student"}
 
@@ -263,9 +262,7 @@ def test_every_non_local_rule_ran_as_a_slurm_job(slurm_run) -> None:
     experiments = _enabled(cfg)
     n_students = sum(len(e["students"]) * len(e["objectives"]) for e in experiments.values())
     assert per_rule["train_student"] == n_students  # trains, then embeds in the same job
-    assert (
-        per_rule["measure_spectrum"] == per_rule["measure_noise"] == n_students + len(experiments)
-    )
+    assert per_rule["measure_model"] == n_students + len(experiments)
 
 
 @_slurm_test

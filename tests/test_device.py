@@ -117,7 +117,7 @@ def test_a_non_torch_job_never_imports_torch() -> None:
     code = (
         "import sys\n"
         "from kdspectra.runtime.logs import job\n"
-        "from kdspectra.stages import measure_spectrum, measure_noise, collect\n"
+        "from kdspectra.stages import measure_model, collect\n"
         "with job(None, 1):\n"
         "    pass\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"

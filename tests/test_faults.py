@@ -319,7 +319,7 @@ def art(tmp_path: Path) -> Artifacts:
 def _spectrum_student(a: Artifacts) -> None:
     meta = a.out.parent / "student_meta.json"  # the rank ceiling needs the feature width
     save_json(meta, {"feature_width": 10})
-    stages.measure_spectrum(
+    stages.measure_model(
         {
             "test": a.files["student_test"],
             "teacher": a.files["teacher_test"],
@@ -332,7 +332,7 @@ def _spectrum_student(a: Artifacts) -> None:
 
 
 def _spectrum_teacher(a: Artifacts) -> None:
-    stages.measure_spectrum(
+    stages.measure_model(
         {"test": a.files["teacher_test"], "labels": a.data / "test_labels.npy"},
         {"values": a.out / "values.parquet", "stats": a.out / "stats.json"},
         {},
@@ -340,7 +340,7 @@ def _spectrum_teacher(a: Artifacts) -> None:
 
 
 def _noise(a: Artifacts) -> None:
-    stages.measure_noise(
+    stages.measure_model(
         {
             "train": a.files["student_train"],
             "train_labels": a.data / "train_labels.npy",
@@ -1274,7 +1274,7 @@ def test_disk_full_while_checkpointing_names_the_checkpoint(
 def _spectrum_of_trained_student(a: Artifacts) -> dict[str, Any]:
     """The spectrum stage of a student that training really produced (its meta.json holds
     the digest of the teacher it was trained on), compared with that teacher's files."""
-    stages.measure_spectrum(
+    stages.measure_model(
         {
             "test": a.files["student_test"],
             "teacher": a.files["teacher_test"],

@@ -100,7 +100,7 @@ def test_the_spectrum_stage_records_the_gain_beside_cos_to_teacher(tmp_path: Pat
     inputs |= {"teacher": tmp_path / "teacher.npy", "teacher_train": tmp_path / "train.npy"}
     inputs |= {"meta": tmp_path / "meta.json"}
     out = {"values": tmp_path / "v.parquet", "stats": tmp_path / "s.json"}
-    stages.measure_spectrum(inputs, out, {})
+    stages.measure_model(inputs, out, {})
     stats = json.loads(out["stats"].read_text())
     c0 = constant_predictor_cosine(train, test)
     assert stats["constant_cosine"] == pytest.approx(c0)
@@ -109,7 +109,7 @@ def test_the_spectrum_stage_records_the_gain_beside_cos_to_teacher(tmp_path: Pat
     assert 0.0 < stats["fidelity_gain"] < 1.0  # noisy copy: part of the gap closed
     # the teacher's own spectrum: c0 from its train rows, no gain (no fit to itself)
     teacher_in = {"test": tmp_path / "teacher.npy", "labels": tmp_path / "y.npy"}
-    stages.measure_spectrum(teacher_in | {"teacher_train": tmp_path / "train.npy"}, out, {})
+    stages.measure_model(teacher_in | {"teacher_train": tmp_path / "train.npy"}, out, {})
     stats = json.loads(out["stats"].read_text())
     assert stats["constant_cosine"] == pytest.approx(c0)
     assert np.isnan(stats["fidelity_gain"])

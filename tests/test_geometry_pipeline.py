@@ -51,7 +51,7 @@ def _spectrum(files: dict[str, Path], student: bool, params: dict) -> dict:
     if student:
         inputs |= {"teacher": files["t"], "meta": files["meta"]}
     out = {"values": files["dir"] / "v.parquet", "stats": files["dir"] / "v.json"}
-    stages.measure_spectrum(inputs, out, params)
+    stages.measure_model(inputs, out, params)
     return json.loads(out["stats"].read_text())
 
 
@@ -100,7 +100,7 @@ def test_noise_stage_knn_columns_are_knn_accuracy_on_the_saved_arrays(tmp_path: 
     inputs = {"train": tmp_path / "tr.npy", "noisy": tmp_path / "noisy.npy"}
     inputs |= {"train_labels": tmp_path / "ytr.npy", "test_labels": tmp_path / "yte.npy"}
     params = {"sigmas": [0.0, 0.5], "probe": PROBE, "knn_k": [5, 200], "knn_temperature": 0.1}
-    stages.measure_noise(inputs, {"accuracy": tmp_path / "n.parquet"}, params)
+    stages.measure_model(inputs, {"accuracy": tmp_path / "n.parquet"}, params)
     curve = pd.read_parquet(tmp_path / "n.parquet")
     for k in (5, 200):  # 200 > 150 train rows: every train row votes
         want = [knn_accuracy(xtr, ytr, block, yte, k=k, temperature=0.1) for block in noisy]
@@ -109,7 +109,7 @@ def test_noise_stage_knn_columns_are_knn_accuracy_on_the_saved_arrays(tmp_path: 
     probe = noise_accuracy(fit_probe(xtr, ytr, **PROBE), noisy, yte, [0.0, 0.5])
     assert curve["accuracy"].tolist() == probe["accuracy"].tolist()  # the probe is unchanged
     # Without knn params the stage uses the schema's defaults, k = 20 and 200
-    stages.measure_noise(
+    stages.measure_model(
         inputs, {"accuracy": tmp_path / "d.parquet"}, {"sigmas": [0.0, 0.5], "probe": PROBE}
     )
     default = pd.read_parquet(tmp_path / "d.parquet")

@@ -41,7 +41,7 @@ def test_spectrum_stage_writes_values_rank_and_alignment(tmp_path: Path) -> None
     save_embeddings(tmp_path / "t.npy", tmp_path / "t.parquet", teacher, labels, "test")
     save_embeddings(tmp_path / "s.npy", tmp_path / "s.parquet", student, labels, "test")
     save_json(tmp_path / "meta.json", {"feature_width": 5})
-    stages.measure_spectrum(
+    stages.measure_model(
         {"test": tmp_path / "s.npy", "teacher": tmp_path / "t.npy", "meta": tmp_path / "meta.json"},
         {"values": tmp_path / "sv.parquet", "stats": tmp_path / "sv.json"},
         {},
@@ -52,7 +52,7 @@ def test_spectrum_stage_writes_values_rank_and_alignment(tmp_path: Path) -> None
     assert stats["norm_cv"] == pytest.approx(norm_cv(student))
     assert stats["rank_ceiling"] == 5  # the feature width, below N - 1 = 59 and D = 8
     assert stats["cos_to_teacher"] > 0.99
-    stages.measure_spectrum(
+    stages.measure_model(
         {"test": tmp_path / "t.npy"},
         {"values": tmp_path / "tv.parquet", "stats": tmp_path / "tv.json"},
         {},
@@ -70,7 +70,7 @@ def test_spectrum_stage_refuses_student_meta_without_feature_width(tmp_path: Pat
         save_embeddings(tmp_path / f"{name}.npy", tmp_path / f"{name}.parquet", emb, labels, "test")
     save_json(tmp_path / "meta.json", {"params": 10})
     with pytest.raises(ArtifactError, match="feature_width"):
-        stages.measure_spectrum(
+        stages.measure_model(
             {
                 "test": tmp_path / "s.npy",
                 "teacher": tmp_path / "t.npy",
@@ -91,7 +91,7 @@ def test_spectrum_stage_refuses_mismatched_teacher(tmp_path: Path) -> None:
     save_npy(tmp_path / "t.npy", rng.normal(size=(9, 4)).astype(np.float32))
     save_json(tmp_path / "meta.json", {"feature_width": 4})
     with pytest.raises(ArtifactError, match=r"t\.npy"):
-        stages.measure_spectrum(
+        stages.measure_model(
             {
                 "test": tmp_path / "s.npy",
                 "teacher": tmp_path / "t.npy",
@@ -141,14 +141,14 @@ def test_noise_stage_and_collect(tmp_path: Path) -> None:
         "noisy": tmp_path / "noisy.npy",
         "test_labels": tmp_path / "yte.npy",
     }
-    stages.measure_noise(
+    stages.measure_model(
         inputs, {"accuracy": tmp_path / "noise.parquet"}, {"sigmas": [0.0, 0.5], "probe": probe}
     )
     curve = pd.read_parquet(tmp_path / "noise.parquet")
     assert list(curve["sigma"]) == [0.0, 0.5]
     assert curve["accuracy"].iloc[0] > curve["accuracy"].iloc[1]
     with pytest.raises(ArtifactError, match=r"noisy\.npy"):
-        stages.measure_noise(
+        stages.measure_model(
             inputs,
             {"accuracy": tmp_path / "bad.parquet"},
             {"sigmas": [0.0, 0.2, 0.5], "probe": probe},
@@ -200,9 +200,9 @@ def test_prepare_digits_and_load_split(tmp_path: Path) -> None:
 
 
 def test_report_writers_leave_a_provenance_sidecar_beside_every_csv(tmp_path: Path) -> None:
-    from test_tables import RANDOM, make_noise, make_summary
+    from test_tables import RANDOM, make_noise, teacher_summary
 
-    make_summary((0, 1)).to_parquet(tmp_path / "summary.parquet")
+    teacher_summary((0, 1)).to_parquet(tmp_path / "summary.parquet")
     make_noise((0, 1)).to_parquet(tmp_path / "noise.parquet")
     prov = RANDOM.to_dict()
     out = {k: tmp_path / f"t.{k}" for k in ("csv", "md")} | {"provenance": tmp_path / "t.json"}
@@ -389,7 +389,7 @@ def test_every_rule_calls_the_stage_of_its_name_from_its_rule_files_module() -> 
     script calls exactly one stage, named like the rule (or, for a shared script, the
     rule's name is an alias of the stage it calls), defined in the module of its file."""
     rules = _rule_scripts()
-    assert {"download", "train_student", "measure_spectrum", "claims", "fig5"} <= set(rules)
+    assert {"download", "train_student", "measure_model", "claims", "fig5"} <= set(rules)
     for rule, (smk, script) in rules.items():
         calls = _stage_calls(script)
         expected = SHARED_SCRIPTS.get(rule, rule)

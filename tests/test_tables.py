@@ -71,10 +71,10 @@ def make_summary(seeds: Sequence[int] = (0,)) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def teacher_summary() -> pd.DataFrame:
+def teacher_summary(seeds: Sequence[int] = (0,)) -> pd.DataFrame:
     """:func:`make_summary` with the teacher-sanity columns the spectrum and noise stages
     add (docs/design.md "Guards"): a sane teacher, chance 0.1."""
-    s = make_summary()
+    s = make_summary(seeds)
     guards = {"rankme": 90.0, "uniformity": -3.0, "mean_pairwise_cosine": 0.2}
     guards |= {"centred_energy_share": 0.8, "constant_cosine": 0.3, "chance_accuracy": 0.1}
     return s.assign(**guards, clean_knn20_accuracy=0.9)

@@ -212,6 +212,11 @@ def noise_input(wildcards):
     }
 
 
+def measure_input(wildcards):
+    """Rule measure_model's inputs: the spectrum's and the noise probe's (disjoint keys)."""
+    return spectrum_input(wildcards) | noise_input(wildcards)
+
+
 def collect_records():
     """One record per (experiment, model): where its metrics live."""
     records = []

@@ -17,7 +17,7 @@ Adding a metric
     The spectrum JSON, ``summary.parquet`` (appended after the existing columns), the
     geometry table, Markdown/LaTeX headers and ``kdspectra geometry`` pick it up; the test
     ``tests/test_catalog.py`` fails until both halves exist. A number the spectrum *stage*
-    computes itself (``source="stage"``) is added to ``measure_spectrum``'s stats instead.
+    computes itself (``source="stage"``) is added to ``measure_model``'s spectrum stats instead.
 """
 
 from __future__ import annotations

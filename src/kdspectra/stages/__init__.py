@@ -39,8 +39,7 @@ from kdspectra.stages.evaluate import (
     KNN_K,
     KNN_TEMPERATURE,
     collect,
-    measure_noise,
-    measure_spectrum,
+    measure_model,
 )
 from kdspectra.stages.report import (
     claims,
@@ -85,8 +84,7 @@ __all__ = [
     "knn_columns",
     "load_split",
     "measure_corruptions",
-    "measure_noise",
-    "measure_spectrum",
+    "measure_model",
     "model_keys",
     "paper_comparison",
     "prepare_dataset",

@@ -1,0 +1,7 @@
+"""Rule measure_model: one model's spectrum and geometry, and its accuracy under noise."""
+
+from kdspectra import stages
+from kdspectra.runtime.logs import job
+
+with job(snakemake.log[0], snakemake.threads):
+    stages.measure_model(snakemake.input, snakemake.output, snakemake.params)
