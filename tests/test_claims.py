@@ -10,7 +10,7 @@ import pytest
 
 from kdspectra.paper import claim_rows, claims, claims_markdown, paper_values, tracking
 from kdspectra.paper.verdicts import CLAIMS, VERDICTS
-from test_tables import RANDOM, make_noise, make_summary
+from test_tables import RANDOM, make_noise, make_summary, teacher_summary
 
 OPTS = {"tables_experiment": "clip_x", "figures_experiment": "dino_x", "chance": 0.01}
 SEEDS = (0, 1, 2)
@@ -141,6 +141,22 @@ def test_absent_inputs_give_not_tested_rows_with_why() -> None:
     assert set(rows(f, "infonce_raises_er")["verdict"]) == {"holds"}
 
 
+def test_demo_layout_finds_the_dinov2_run_elsewhere() -> None:
+    """The demo: one CLIP experiment plays both runs, a DINOv2 one trains Student-S with
+    cosine only. dino_above_clip is judged (Welch) on the shared student; the DINOv2
+    InfoNCE ids are not tested, saying what the DINOv2 run lacks."""
+    s = make_summary(SEEDS)
+    s = s[(s["experiment"] == "clip_x") | s["student"].isin(["", "cnn_s"])]
+    s = s[(s["experiment"] == "clip_x") | (s["objective"] != "cosine_infonce")]
+    f = judged(s, figures_experiment="clip_x")
+    dino = one(f, "dino_above_clip", "dino_x − clip_x")
+    assert dino["test"].startswith("Welch t") and dino["ours"] == pytest.approx(35.0)
+    assert "teachers' own raw ER: 88.7 (clip_x) vs 70 (dino_x)" in dino["note"]
+    assert "dino_x' ran no student with both" in rows(f, "dino_infonce_raises_er")["note"].iloc[0]
+    assert "lacks cnn_m or cnn_l" in rows(f, "dino_capacity_limit")["note"].iloc[0]
+    assert not rows(f, "infonce_raises_er")["quantity"].str.contains("dino_x").any()
+
+
 def test_guards_stop_rows_and_name_themselves() -> None:
     s = make_summary(SEEDS)
     s["degenerate"] = (s["role"] == "teacher") & (s["experiment"] == "dino_x")
@@ -155,6 +171,25 @@ def test_guards_stop_rows_and_name_themselves() -> None:
     assert one(f, "capacity_saturation", "ER(Student-S) − ER(Student-M)")["verdict"] == "holds"
     relaxed = judged(s, min_fidelity_gain=0.05)
     assert one(relaxed, "cosine_far_below_teacher", "Student-M")["verdict"] == "holds"
+
+
+def test_guard_reads_degeneracy_as_teachers_csv_decides_it() -> None:
+    """No ``degenerate`` column: the summary's sanity columns decide it as teachers.csv
+    does (a cone: 2e-8 of the energy left after centring), and chance comes from them."""
+    s = teacher_summary(SEEDS)
+    s.loc[(s["role"] == "teacher") & (s["experiment"] == "dino_x"), "centred_energy_share"] = 2e-8
+    f = judged(s, chance=None)
+    dino = rows(f, "dino_infonce_raises_er")
+    assert (dino["verdict"] == "not tested").all()
+    assert (
+        dino["note"].str.contains("'dino_x' is degenerate (centred energy share", regex=False).all()
+    )
+    assert set(rows(f, "infonce_raises_er")["verdict"]) == {"holds"}  # clip_x is sane
+    assert rows(f, "dino_above_clip")["note"].str.contains("degenerate").all()  # needs both
+    assert "degenerate" in rows(f, "small_student_robust", "probe accuracy")["note"].iloc[0]
+    sane = judged(teacher_summary(SEEDS), chance=None)
+    auc = one(sane, "small_student_robust", "range, pp), Student-S − Student-L", "probe accuracy")
+    assert "chance 10.0 %" in auc["note"]  # the summary's chance_accuracy, no option given
 
 
 def test_robustness_area_each_sigma_chance_and_paper_sigma() -> None:

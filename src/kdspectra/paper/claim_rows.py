@@ -128,15 +128,63 @@ class Run:
         teacher = teacher_label(str(rows["teacher"].iloc[0])) if len(rows) else "?"
         return f"{experiment}, {teacher}"
 
+    @cached_property
+    def degenerate(self) -> dict[str, str]:
+        """Experiment → why its teacher is degenerate, as teachers.csv decides it
+        (:func:`kdspectra.report.tables.teachers`; a ``degenerate`` column of the summary's
+        teacher rows wins). Empty when the summary lacks the sanity columns (no guard)."""
+        from kdspectra.errors import ArtifactError
+        from kdspectra.report.tables import teachers
+
+        t = self.summary[self.summary["role"] == "teacher"]
+        if "degenerate" in t.columns:
+            flagged = t[t["degenerate"].fillna(False).astype(bool)]
+            return dict.fromkeys(flagged["experiment"], "teachers.csv")
+        try:
+            table = teachers(self.summary)
+        except ArtifactError:
+            return {}
+        bad = {(r.teacher, r.dataset): r.degenerate_reasons for r in table.itertuples()
+               if r.degenerate}  # fmt: skip
+        return {
+            str(r.experiment): bad[(r.teacher, r.dataset)]
+            for r in t.itertuples()
+            if (r.teacher, r.dataset) in bad
+        }
+
+    @cached_property
+    def dino_experiment(self) -> str | None:
+        """The experiment that plays the paper's DINOv2 run: the figures experiment when it
+        is not the tables one, else the first other experiment whose teacher is DINOv2
+        (the demo's figures run is its CLIP run), else None."""
+        from kdspectra.report.render import teacher_label
+
+        if self.figures_experiment != self.tables_experiment:
+            return self.figures_experiment
+        t = self.summary[self.summary["role"] == "teacher"]
+        for exp, teacher in zip(t["experiment"], t["teacher"], strict=True):
+            if exp != self.tables_experiment and teacher_label(str(teacher)) == "DINOv2":
+                return str(exp)
+        return None
+
+    def chance_of(self, experiment: str) -> float | None:
+        """Chance accuracy of ``experiment`` (a fraction): the summary's
+        ``chance_accuracy`` (majority-class share of the test labels) when it has one,
+        else the ``chance`` option (1 / classes)."""
+        s = self.summary
+        if "chance_accuracy" in s.columns:
+            value = s.loc[s["experiment"] == experiment, "chance_accuracy"].mean()
+            if pd.notna(value):
+                return float(value)
+        return self.chance
+
     def guard(self, arms: Sequence[Arm]) -> str:
         """Why a row over ``arms`` may not be judged ('' when it may): a degenerate teacher
-        (summary column ``degenerate``) or a cosine student whose mean ``fidelity_gain`` is
-        below :attr:`min_fidelity_gain`. Absent columns: no guard."""
-        s = self.summary
+        (:attr:`degenerate`) or a cosine student whose mean ``fidelity_gain`` is below
+        :attr:`min_fidelity_gain`. Absent columns: no guard."""
         for exp in dict.fromkeys(a[0] for a in arms):
-            t = s[(s["experiment"] == exp) & (s["role"] == "teacher")]
-            if "degenerate" in s.columns and t["degenerate"].fillna(False).astype(bool).any():
-                return f"guard: the teacher of {exp!r} is degenerate (teachers.csv)"
+            if exp in self.degenerate:
+                return f"guard: the teacher of {exp!r} is degenerate ({self.degenerate[exp]})"
         for exp, student, objective in arms:
             if not student or objective != "cosine":
                 continue

@@ -65,13 +65,13 @@ def _raises(run: Run, claim_id: str, exp: str, tables_run: bool) -> list[Row]:
     return rows
 
 
-def _same_experiment(run: Run, claim_id: str, quantity: str) -> list[Row] | None:
-    """A not-tested row when one experiment plays both of the paper's runs."""
-    if run.tables_experiment != run.figures_experiment:
+def _no_dino(run: Run, claim_id: str, quantity: str) -> list[Row] | None:
+    """A not-tested row when no experiment plays the paper's DINOv2 run."""
+    if run.dino_experiment is not None:
         return None
     why = (
         f"one experiment ({run.tables_experiment!r}) plays both the CLIP and the DINOv2 "
-        "run: no separate DINOv2 run to test"
+        "run, and no other experiment has a DINOv2 teacher"
     )
     return [not_tested(claim_id, "raw ER", quantity, why)]
 
@@ -81,8 +81,8 @@ def infonce_raises_er(run: Run) -> list[Row]:
 
 
 def dino_infonce_raises_er(run: Run) -> list[Row]:
-    same = _same_experiment(run, "dino_infonce_raises_er", "ER(InfoNCE) − ER(cosine)")
-    return same or _raises(run, "dino_infonce_raises_er", run.figures_experiment, False)
+    missing = _no_dino(run, "dino_infonce_raises_er", "ER(InfoNCE) − ER(cosine)")
+    return missing or _raises(run, "dino_infonce_raises_er", str(run.dino_experiment), False)
 
 
 def infonce_gain(run: Run) -> list[Row]:
@@ -177,10 +177,10 @@ def capacity_saturation(run: Run) -> list[Row]:
 
 def dino_above_clip(run: Run) -> list[Row]:
     q0 = "mean cosine ER over S/M/L, DINOv2 − CLIP"
-    same = _same_experiment(run, "dino_above_clip", q0)
-    if same:
-        return same
-    clip, dino = run.tables_experiment, run.figures_experiment
+    missing = _no_dino(run, "dino_above_clip", q0)
+    if missing:
+        return missing
+    clip, dino = run.tables_experiment, str(run.dino_experiment)
     students = [s for s in run.cnns(clip, COS) if s in run.cnns(dino, COS)]
     if not students:
         why = f"no CNN cosine student in both {clip!r} and {dino!r}"
@@ -215,10 +215,10 @@ def dino_above_clip(run: Run) -> list[Row]:
 
 
 def dino_capacity_limit(run: Run) -> list[Row]:
-    exp = run.figures_experiment
-    same = _same_experiment(run, "dino_capacity_limit", "M ≈ L ≈ 82")
-    if same:
-        return same
+    missing = _no_dino(run, "dino_capacity_limit", "M ≈ L ≈ 82")
+    if missing:
+        return missing
+    exp = str(run.dino_experiment)
     if not all(run.has(exp, s, NCE) for s in (MEDIUM, LARGE)):
         why = f"experiment {exp!r} lacks {MEDIUM} or {LARGE} with {NCE}"
         return [not_tested("dino_capacity_limit", "raw ER", "M ≈ L ≈ 82", why)]

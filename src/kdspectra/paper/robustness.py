@@ -64,7 +64,8 @@ def area(acc: pd.DataFrame) -> pd.Series:
 
 
 def _chance_text(run: Run) -> str:
-    return "chance unknown" if run.chance is None else f"chance {100 * run.chance:.1f} %"
+    chance = run.chance_of(run.figures_experiment)
+    return "chance unknown" if chance is None else f"chance {100 * chance:.1f} %"
 
 
 def _paper_sigma(acc: dict[str, pd.DataFrame], small: str, large: str) -> float:
@@ -185,12 +186,13 @@ def small_student_clean_cost(run: Run, small: str, others: tuple[str, ...]) -> l
 def large_student_brittle(run: Run, small: str, large: str) -> list[Row]:
     cid, exp, obj = "large_student_brittle", run.figures_experiment, run.noise_objective
     acc = {s: accuracy(run, s) for s in (small, large)}
-    if run.chance is None:
+    chance = run.chance_of(exp)
+    if chance is None:
         return [not_tested(cid, ACC, "retention at the highest σ", "chance level not given")]
     if any(a.empty or 0.0 not in a.columns or a.shape[1] < 2 for a in acc.values()):
         why = f"{exp!r} lacks σ = 0 and a σ > 0 for {small} or {large} with {obj}"
         return [not_tested(cid, ACC, "retention at the highest σ", why)]
-    top, chance = float(acc[large].columns.max()), 100 * run.chance
+    top, chance = float(acc[large].columns.max()), 100 * chance
     keep = {s: (a[top] - chance) / (a[0.0] - chance) for s, a in acc.items()}
     q = f"retention (acc(σ = {top:g}) − chance) / (clean − chance)"
     note = _chance_text(run)
