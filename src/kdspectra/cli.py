@@ -155,26 +155,56 @@ def _warn_alpha_window(path: Path, metrics: dict, alpha_fit: tuple[int, int]) ->
     )
 
 
+WIDTHS_DIFFER = "n/a (widths differ)"  # cos_to_reference of a reference of another width
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def _check_geometry_options(args: argparse.Namespace) -> None:
+    """Refuse option values the metrics cannot use, naming the option and the value."""
+    if args.seed < 0:
+        raise KdspectraError(f"argument --seed: expected an integer >= 0, found {args.seed}")
+    lo, hi = args.alpha_fit
+    if not 1 <= lo < hi:
+        raise KdspectraError(
+            f"argument --alpha-fit: expected LO HI with 1 <= LO < HI, found {lo} {hi}"
+        )
+    if args.plot is not None and args.plot.suffix.lower() not in PLOT_SUFFIXES:
+        raise KdspectraError(
+            f"argument --plot: expected a {', '.join(PLOT_SUFFIXES)} file, found {str(args.plot)!r}"
+        )
+
+
 def _file_geometry(path: Path, args: argparse.Namespace) -> tuple[dict, object]:
-    """One file's row (file, n, dim, dtype, every metric) and its centred singular values."""
-    from kdspectra.metrics.geometry import geometry_metrics
+    """One file's row (file, n, dim, dtype, every metric) and its centred singular values.
+
+    Both matrices are rescaled first (:func:`kdspectra.metrics.geometry.unit_scale`):
+    every metric is scale-invariant, and rows near 1e±200 would otherwise overflow or
+    read as "no variance". A reference of another width gives CKA (any widths) and
+    ``cos_to_reference`` = "n/a (widths differ)".
+    """
+    from kdspectra.metrics.geometry import geometry_metrics, linear_cka, unit_scale
 
     emb = read_embeddings(path, args.key)
-    labels = None if args.labels is None else read_labels(args.labels, len(emb.array))
+    x = unit_scale(emb.array)
+    labels = None if args.labels is None else read_labels(args.labels, len(x))
     ref = None
     if args.reference is not None:
-        ref = read_embeddings(args.reference, args.reference_key).array
-        if len(ref) != len(emb.array):
+        ref = unit_scale(read_embeddings(args.reference, args.reference_key).array)
+        if len(ref) != len(x):
             raise KdspectraError(
-                f"{args.reference}: expected {len(emb.array)} rows (one per row of "
-                f"{path}), found {len(ref)}"
+                f"{args.reference}: expected {len(x)} rows (one per row of {path}), "
+                f"found {len(ref)}"
             )
-    s = singular_values(emb.array)
+    same_width = ref is not None and ref.shape[1] == x.shape[1]
+    s = singular_values(x)
     metrics = geometry_metrics(
-        emb.array, labels, ref, alpha_fit=tuple(args.alpha_fit), seed=args.seed, centred_sv=s
-    )
+        x, labels, ref if same_width else None, alpha_fit=tuple(args.alpha_fit),
+        seed=args.seed, centred_sv=s,
+    )  # fmt: skip
+    if ref is not None and not same_width:
+        metrics |= {"linear_cka": linear_cka(x, ref), "cos_to_reference": WIDTHS_DIFFER}
     _warn_alpha_window(path, metrics, tuple(args.alpha_fit))
-    n, dim = emb.array.shape
+    n, dim = x.shape
     return {"file": str(path), "n": n, "dim": dim, "dtype": emb.dtype} | metrics, s
 
 
@@ -213,6 +243,7 @@ def _plot_geometry(args: argparse.Namespace, spectra: dict[str, object]) -> None
 
 
 def _geometry(args: argparse.Namespace) -> int:
+    _check_geometry_options(args)
     rows, spectra = [], {}
     for path in args.files:
         row, spectra[str(path)] = _file_geometry(path, args)

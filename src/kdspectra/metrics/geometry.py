@@ -68,6 +68,7 @@ __all__ = [
     "stable_rank_from_singular_values",
     "uniformity",
     "uniformity_subsample_size",
+    "unit_scale",
 ]
 
 ALPHA_FIT = (10, 100)  # default [fit_lo, fit_hi) of the α-ReQ fit, 1-based indices
@@ -267,20 +268,45 @@ def _paired(x: Any, y: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
+def unit_scale(x: Any) -> np.ndarray:
+    """``x`` (validated, float64) divided by the power of two nearest its largest |entry|.
+
+    Every geometry metric is invariant to scaling the whole matrix, but σ² of entries
+    near 1e±200 overflows to inf or underflows to 0 (the latter read as "no variance").
+    Dividing by a power of two changes only exponents, so the mantissas, and every metric,
+    are exactly those of the unscaled matrix.
+    """
+    arr = as_float64_matrix(x)
+    peak = float(np.max(np.abs(arr)))
+    if peak == 0.0:
+        return arr
+    return np.ldexp(arr, -int(np.frexp(peak)[1]))
+
+
 def linear_cka(x: Any, y: Any) -> float:
     """Linear CKA of two row-paired matrices (N × D₁, N × D₂), in [0, 1] (Kornblith 2019).
 
-    Computed in feature space — D₁ × D₂ cross-covariances, never the N × N Gram matrices —
-    so it costs O(N·D²) memory-light work even for N = 50k. Invariant to orthogonal maps
-    and isotropic scaling of either side; the dimensions may differ.
+    ⟨K, L⟩_F / (‖K‖_F ‖L‖_F) with K, L the Gram matrices of the centred rows, computed on
+    whichever side is smaller: the N × N Grams (a 100,000-column reference would need a
+    75 GiB D × D matrix) or the D₁ × D₂ cross-covariances (N = 50k rows would need an
+    N × N one). Both give the same number: ‖BᵀA‖²_F = ⟨AAᵀ, BBᵀ⟩_F. Invariant to orthogonal
+    maps and isotropic scaling of either side (each is rescaled first, :func:`unit_scale`,
+    so extreme magnitudes do not overflow); the widths may differ.
     """
     a, b = _paired(x, y, "linear_cka")
+    a, b = unit_scale(a), unit_scale(b)
     a = a - a.mean(axis=0, keepdims=True)
     b = b - b.mean(axis=0, keepdims=True)
-    den = np.linalg.norm(a.T @ a) * np.linalg.norm(b.T @ b)
+    n, da, db = a.shape[0], a.shape[1], b.shape[1]
+    if 2 * n * n < da * da + db * db + da * db:  # sample space: two N × N Grams
+        k, gram = a @ a.T, b @ b.T
+        num, den = float(np.sum(k * gram)), np.linalg.norm(k) * np.linalg.norm(gram)
+    else:  # feature space: D₁ × D₁, D₂ × D₂ and D₂ × D₁
+        num = float(np.linalg.norm(b.T @ a) ** 2)
+        den = np.linalg.norm(a.T @ a) * np.linalg.norm(b.T @ b)
     if den <= 0:
         raise ArtifactError("linear_cka: one matrix has no variance (all rows identical)")
-    return float(np.linalg.norm(b.T @ a) ** 2 / den)
+    return num / float(den)
 
 
 def cos_to_teacher(x: Any, teacher: Any) -> float:
@@ -288,8 +314,12 @@ def cos_to_teacher(x: Any, teacher: Any) -> float:
 
     THE definition of the distillation fit (the pipeline's ``cos_to_teacher``). A zero
     row has cosine 0 with anything (norms floored at 1e-12) instead of dividing by zero.
+    Each matrix is rescaled first (:func:`unit_scale`; cosines do not change), so rows
+    near 1e±200 neither overflow nor vanish. Widths must match: a reference of another
+    width has no row-wise cosine (callers report it as not applicable).
     """
     a, b = _paired(x, teacher, "cos_to_teacher")
+    a, b = unit_scale(a), unit_scale(b)
     if a.shape != b.shape:
         raise ArtifactError(f"cos_to_teacher: expected equal shapes, found {a.shape}, {b.shape}")
     num = (a * b).sum(axis=1)
