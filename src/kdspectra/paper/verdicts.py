@@ -177,7 +177,9 @@ CLAIMS: dict[str, tuple[str, str]] = {
     ),
     "dino_infonce_raises_er": (
         "InfoNCE raises ER on DINOv2 too (53.78 → 82)",
-        "per student on the figures experiment, paired t of ER(InfoNCE) − ER(cosine) against 0",
+        "per student on the DINOv2 experiment (the figures one, or another with a DINOv2 "
+        "teacher when the figures one is the tables one), paired t of ER(InfoNCE) − "
+        "ER(cosine) against 0",
     ),
     "dino_capacity_limit": (
         "DINOv2 InfoNCE: M ≈ L ≈ 82, the capacity limit",
