@@ -173,3 +173,26 @@ def test_every_figure_saves_a_print_pdf_with_the_notice(tmp_path: Path) -> None:
     fig = figures.fig1({"a": spectrum(0.1)}, provenance=RANDOM)
     with print_variant(fig) as line:
         assert line.get_text().startswith("⚠ " + RANDOM.notice())
+
+
+def test_fig4_and_fig5_print_variants_keep_only_the_footer_line() -> None:
+    from kdspectra.report.corruption_figure import fig5
+    from test_corruption_report import SEEDS, STUDENTS, _corruptions
+    from test_tracking import synthetic_fig4
+
+    noise = pd.DataFrame(
+        [
+            {"experiment": "e", "role": "student", "student": s, "objective": "cosine_infonce"}
+            | {"seed": k, "sigma": sigma, "accuracy": 0.8 - sigma}
+            for s in STUDENTS
+            for k in SEEDS
+            for sigma in (0.0, 0.5)
+        ]
+    )
+    for fig in (
+        figures.fig4(synthetic_fig4(), provenance=RANDOM),
+        fig5(_corruptions(), noise, RANDOM, experiment="e"),
+    ):
+        with print_variant(fig) as line:
+            assert [t for t in fig.texts if t.get_visible()] == [line]
+            assert RANDOM.notice() in line.get_text() and RANDOM.footer() in line.get_text()
