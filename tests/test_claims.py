@@ -265,3 +265,75 @@ def test_dinov2_infonce_gap_of_the_paper_comes_from_figure_2_data() -> None:
         "cnn_m",
         "cnn_l",
     )
+
+
+def _noise_slope(student: str, slope: float, intercept: float = 0.9) -> pd.DataFrame:
+    n = make_noise(SEEDS)
+    m = n["student"] == student
+    n.loc[m, "accuracy"] = intercept - slope * n.loc[m, "sigma"] + 0.01 * n.loc[m, "seed"]
+    return n
+
+
+def _uniformity(s: pd.DataFrame, cos: float, nce: float) -> pd.DataFrame:
+    return s.assign(uniformity=np.where(s["objective"] == "cosine", cos, nce) + 0.01 * s["seed"])
+
+
+T = np.exp(-0.05 * np.arange(64))
+STEEP, FLAT = ([np.exp(-(d + 0.01 * k) * np.arange(64)) for k in SEEDS] for d in (0.5, 0.1))
+SPECTRA = {"teacher": T, "seeds": list(SEEDS), "student": "cnn_s"}
+# id -> (summary, noise, extra options) that make its primary rows fail; each id holds on
+# the fixture (or with the options of HOLDS).
+FAILS = {
+    "teacher_er_level": lambda s: (s.assign(effective_rank=s["effective_rank"].where(
+        s["role"] != "teacher", 40.0)), None, {}),
+    "cosine_far_below_teacher": lambda s: (set_er(s, "clip_x", "cnn_s", "cosine", [60, 61, 62]),
+                                           None, {}),
+    "cosine_er_level": lambda s: (set_er(s, "clip_x", "cnn_s", "cosine", [30, 31, 32]), None, {}),
+    "cosine_flat": lambda s: (s, None, {}),
+    "ablation_not_above_cnn": lambda s: (set_er(s, "clip_x", "hybrid", "cosine", [30, 31, 32]),
+                                         None, {}),
+    "infonce_raises_er": lambda s: (set_er(s, "clip_x", "cnn_m", "cosine_infonce", [6, 7, 8]),
+                                    None, {}),
+    "infonce_gain": lambda s: (s.assign(effective_rank=np.where(
+        (s["objective"] == "cosine_infonce") & (s["experiment"] == "clip_x"),
+        s["effective_rank"] / 2, s["effective_rank"])), None, {}),
+    "infonce_uniformity": lambda s: (_uniformity(s, -2.0, -1.0), None, {}),
+    "spectrum_tracks_teacher": lambda s: (s, None, {"spectra": SPECTRA | {
+        "cosine": FLAT, "cosine_infonce": STEEP}}),
+    "capacity_saturation": lambda s: (set_er(s, "clip_x", "cnn_s", "cosine_infonce",
+                                             [50, 51, 52]), None, {}),
+    "dino_above_clip": lambda s: (s.assign(effective_rank=np.where(
+        (s["experiment"] == "dino_x") & (s["objective"] == "cosine"),
+        2.0 + 0.5 * s["seed"], s["effective_rank"])), None, {}),
+    "dino_infonce_raises_er": lambda s: (set_er(s, "dino_x", "cnn_s", "cosine_infonce",
+                                                [40, 41, 42]), None, {}),
+    "dino_capacity_limit": lambda s: (set_er(s, "dino_x", "cnn_l", "cosine_infonce",
+                                             [120, 121, 122]), None, {}),
+    "small_student_robust": lambda s: (s, _noise_slope("cnn_s", 2.0), {}),
+    "small_student_clean_cost": lambda s: (s, _noise_slope("cnn_s", 0.5, 0.5), {}),
+    "large_student_brittle": lambda s: (s, _noise_slope("cnn_l", 0.1), {}),
+}  # fmt: skip
+HOLDS = {
+    "infonce_uniformity": lambda s: (_uniformity(s, -1.0, -2.0), None, {}),
+    "spectrum_tracks_teacher": lambda s: (s, None, {"spectra": SPECTRA | {
+        "cosine": STEEP, "cosine_infonce": FLAT}}),
+    "cosine_flat": lambda s: (set_er(s, "clip_x", "cnn_l", "cosine", [16.5, 17.5, 18.5]),
+                              None, {}),
+    "small_student_clean_cost": lambda s: (s, _noise_slope("cnn_s", 1.0, 0.88), {}),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("cid", list(CLAIMS))
+def test_each_id_holds_and_fails_by_construction(cid: str) -> None:
+    assert set(FAILS) == set(CLAIMS)
+    for cases, expected in ((HOLDS, "holds"), (FAILS, "fails")):
+        make = cases.get(cid, lambda s: (s, None, {}))
+        summary, noise, extra = make(make_summary(SEEDS))
+        f = judged(summary, noise, **extra)
+        primary = f[(f["id"] == cid) & f["primary"]]
+        assert len(primary) and (primary["verdict_raw"] != "not tested").all(), cid
+        got = set(primary["verdict_raw"])
+        if expected == "holds":
+            assert got == {"holds"}, (cid, primary[["quantity", "verdict_raw"]].values)
+        else:
+            assert "fails" in got, (cid, primary[["quantity", "verdict_raw"]].values)
