@@ -60,12 +60,15 @@ class Case:
     repeats: int
 
 
-def cases(quick: bool, device: torch.device) -> list[Case]:
-    """Quick CPU: small inputs, 32 images; otherwise the paper's 224 px teachers."""
+def cases(quick: bool, device: torch.device, smoke: bool = False) -> list[Case]:
+    """Quick CPU: small inputs, 32 images; otherwise the paper's 224 px teachers. Smoke
+    (CI): the same teachers on 4 tiny images, once; it checks the code path, not speed."""
     small = quick and device.type != "cuda"
     clip = {"library": "open_clip", "model": "ViT-B-32-quickgelu", "pretrained": None}
     dino = {"library": "timm", "model": "vit_base_patch14_dinov2.lvd142m", "pretrained": False}
-    if small:
+    if smoke:
+        sizes, n, batch, reps = (32, 28), 4, 4, 1
+    elif small:
         sizes, n, batch, reps = (64, 56), 32, 16, 4
     elif device.type == "cuda":
         sizes, n, batch, reps = (224, 224), (4096 if quick else 16384), 256, (3 if quick else 5)
@@ -220,11 +223,11 @@ def _rows(case: Case, result: dict[str, Any], device: torch.device) -> list[dict
     ]
 
 
-def run(*, quick: bool = True, device: str = "cpu") -> list[dict]:
+def run(*, quick: bool = True, device: str = "cpu", smoke: bool = False) -> list[dict]:
     """Two rows per teacher: ours vs the PIL/DataLoader baseline, and ours vs the bare forward."""
     dev = torch.device(device)
     rows: list[dict] = []
-    for case in cases(quick, dev):
+    for case in cases(quick, dev, smoke):
         rows.extend(_rows(case, measure(case, dev), dev))
     return rows
 

@@ -114,10 +114,11 @@ def baseline_epoch(images: np.ndarray, device: torch.device, colour: bool) -> Ca
     return epoch
 
 
-def run(*, quick: bool = True, device: str = "cpu") -> list[dict]:
-    """Both pipelines on the same data, same machine, same run; one row per view recipe."""
+def run(*, quick: bool = True, device: str = "cpu", smoke: bool = False) -> list[dict]:
+    """Both pipelines on the same data, same machine, same run; one row per view recipe.
+    ``smoke`` (CI): 2 batches once, to check the code path, not the speed."""
     dev = torch.device(device)
-    n_images, repeats = (1024, 3) if quick else (10240, 5)
+    n_images, repeats = (2 * BATCH, 1) if smoke else (1024, 3) if quick else (10240, 5)
     images = np.random.default_rng(0).integers(0, 256, (n_images, 32, 32, 3), dtype=np.uint8)
     results = []
     for name, colour in (("two_views_crop_flip", False), ("two_views_crop_flip_colour", True)):

@@ -93,12 +93,14 @@ def _row(name: str, unit: str, after: float, before: float, repeats: int) -> dic
     }
 
 
-def run(*, quick: bool = True, device: str = "cpu") -> list[dict]:
-    """Both fixes against what they replaced; ``device`` is unused (CPU-only stages)."""
+def run(*, quick: bool = True, device: str = "cpu", smoke: bool = False) -> list[dict]:
+    """Both fixes against what they replaced; ``device`` is unused (CPU-only stages).
+    ``smoke`` (CI): 300 × 64 rows of 10 classes, once: the code path, not the speed."""
     del device
-    repeats = 3 if quick else 7
-    n = 2000 if quick else 5000
-    x, y = probe_data(n, 768, 100)
+    repeats = 1 if smoke else 3 if quick else 7
+    n = 300 if smoke else 2000 if quick else 5000
+    dim, classes = (64, 10) if smoke else (768, 100)
+    x, y = probe_data(n, dim, classes)
     cores = os.cpu_count() or 1
     fit = dict(max_iter=100, Cs=(0.1, 1.0))
     after, before = alternate(
@@ -106,7 +108,8 @@ def run(*, quick: bool = True, device: str = "cpu") -> list[dict]:
         lambda: fit_probe(x, y, blas_threads=cores, **fit),
         repeats,
     )
-    rows = [_row(f"probe_fit_{n}x768_100cls_blas1_vs_{cores}", "fits/s", after, before, repeats)]
+    name = f"probe_fit_{n}x{dim}_{classes}cls_blas1_vs_{cores}"
+    rows = [_row(name, "fits/s", after, before, repeats)]
     after, before = alternate(start_job(False), start_job(True), repeats)
     rows.append(_row("job_startup_lazy_vs_eager_torch", "jobs/s", after, before, repeats))
     return rows

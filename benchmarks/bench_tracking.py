@@ -87,8 +87,11 @@ def paper_case(student: str, steps: int, repeats: int) -> Case:
     )  # fmt: skip
 
 
-def cases(quick: bool) -> list[Case]:
-    """Quick: the demo's cnn_s and cnn_l, the paper's cnn_s; full: every CNN student."""
+def cases(quick: bool, smoke: bool = False) -> list[Case]:
+    """Quick: the demo's cnn_s and cnn_l, the paper's cnn_s; full: every CNN student.
+    Smoke (CI): the demo's cnn_s, one step, once; it checks the code path, not speed."""
+    if smoke:
+        return [demo_case("cnn_s", 1, 1)]
     if quick:
         return [demo_case("cnn_s", 8, 3), demo_case("cnn_l", 8, 3), paper_case("cnn_s", 2, 3)]
     students = ("cnn_s", "cnn_m", "cnn_l")
@@ -144,7 +147,7 @@ def measure_case(case: Case, device: torch.device) -> dict[str, float]:
     return {"step_s": statistics.median(step_s), "track_s": statistics.median(track_s)}
 
 
-def run(*, quick: bool = True, device: str = "cpu") -> list[dict]:
+def run(*, quick: bool = True, device: str = "cpu", smoke: bool = False) -> list[dict]:
     """One row per case: a run's throughput with tracking vs without (extrapolated)."""
     dev = torch.device(device)
     # BLAS (the metrics' SVDs) on as many threads as torch, as a pipeline job has
@@ -152,7 +155,7 @@ def run(*, quick: bool = True, device: str = "cpu") -> list[dict]:
     # made one 1,437 × 512 SVD 20× slower here.
     limit_threads(torch.get_num_threads())
     rows = []
-    for case in cases(quick):
+    for case in cases(quick, smoke):
         r = measure_case(case, dev)
         every = resolve_track_every(case.track_every, case.epochs)
         points = len(tracked_epochs(every, case.epochs))

@@ -66,8 +66,11 @@ class Case:
     num_images: int
 
 
-def cases(quick: bool, device: torch.device) -> list[Case]:
-    """Quick: shrunken cnn_s/cnn_m on a CPU in about a minute; full: the paper's students."""
+def cases(quick: bool, device: torch.device, smoke: bool = False) -> list[Case]:
+    """Quick: shrunken cnn_s/cnn_m on a CPU in about a minute; full: the paper's students.
+    Smoke (CI): a tiny cnn_s, two steps, once; it checks the code path, not speed."""
+    if smoke:
+        return [Case("cnn_s", 0.125, 16, 2, 1, 1, 64)]
     if quick:
         return [Case(s, 0.25, 128, 4, 1, 3, 1024) for s in ("cnn_s", "cnn_m")]
     batch = 512 if device.type == "cuda" else 256
@@ -142,7 +145,7 @@ def ours_steps(run: TrainRun) -> tuple[Callable[[], int], Callable[[], int]]:
 
     batches = train_batches(run)
     idx0, x0, gen0 = next(batches)
-    views0, teacher0 = make_views(run, x0, gen0), run.teacher[idx0]
+    views0, teacher0 = make_views(run, idx0, x0, gen0)
 
     def full() -> int:
         idx, x, gen = next(batches)
@@ -240,7 +243,7 @@ def _device_name(device: torch.device) -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
-def run(*, quick: bool = True, device: str = "cpu") -> list[dict]:
+def run(*, quick: bool = True, device: str = "cpu", smoke: bool = False) -> list[dict]:
     """Two rows per student: ours vs the torchvision baseline, and ours vs the bare step.
 
     ``ratio`` is ours/baseline of the median rates, except for the bare-step row, where it
@@ -248,7 +251,7 @@ def run(*, quick: bool = True, device: str = "cpu") -> list[dict]:
     """
     dev = torch.device(device)
     results = []
-    for case in cases(quick, dev):
+    for case in cases(quick, dev, smoke):
         r = measure(case, dev)
         common = {
             "unit": "images/s",

@@ -160,9 +160,10 @@ def bench_main(
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--full", action="store_true", help=full_help)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, once (CI: seconds)")
     if threads:
         parser.add_argument("--threads", type=int, help="torch intra-op threads")
     args = parser.parse_args()
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
-    print(json.dumps(run(quick=not args.full, device=args.device), indent=2))
+    print(json.dumps(run(quick=not args.full, device=args.device, smoke=args.smoke), indent=2))
