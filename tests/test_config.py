@@ -373,6 +373,16 @@ def test_every_numeric_key_refuses_nan_and_inf(
         ("report.tables", "clip_cifar10\n", ["report.tables"]),
         ("evaluation.alpha_req_fit", [100, 10], ["evaluation.alpha_req_fit", "lo < hi"]),
         ("evaluation.alpha_req_fit", [10, 10], ["evaluation.alpha_req_fit", "lo < hi"]),
+        ("seeds", [2**32], ["seeds.0", "2**32"]),
+        ("evaluation.probe_seed", 2**40, ["evaluation.probe_seed", "2**32"]),
+        ("training.teacher_views_seed", 2**63, ["training.teacher_views_seed", "2**32"]),
+        ("evaluation.knn_temperature", 1e-4, ["evaluation.knn_temperature", ">= 0.01"]),
+        ("training.infonce.temperature", 1e-300, ["training.infonce.temperature", ">= 0.01"]),
+        (
+            "training.per_student.hybrid.infonce",
+            {"temperature": 0.001},
+            ["training.per_student.hybrid.infonce.temperature", ">= 0.01"],
+        ),
     ],
 )
 def test_values_a_job_would_refuse_fail_the_config_check(

@@ -1,4 +1,6 @@
-"""Config validation: the JSON schema (types, ranges, defaults) plus cross-key checks.
+"""Config validation: the JSON schema (:mod:`kdspectra.schema`: types, ranges, defaults)
+plus the checks a schema cannot state: cross-key references, files that must exist, and
+rules by key name (every number finite, seeds below 2**32, temperatures not tiny).
 
 Runs when the Snakefile is parsed, so a bad config fails before any job starts, with one
 message that names the key, the value found and what was expected. Kept free of torch so
@@ -7,19 +9,13 @@ parsing stays instant (Snakemake re-parses the Snakefile for every cluster job).
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import re
 from collections.abc import Iterator, Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-import yaml
-
-from kdspectra import registry
 from kdspectra.errors import ConfigError
 from kdspectra.registry import (
     CORRUPTION_SOURCES,
@@ -29,185 +25,29 @@ from kdspectra.registry import (
     ModelId,
 )
 
+# The schema and its validator live in kdspectra.schema; callers import these from here.
+from kdspectra.schema import SCHEMA_PATH as SCHEMA_PATH
+from kdspectra.schema import check_entry as check_entry
+from kdspectra.schema import check_schema, fill_defaults, key_text
+from kdspectra.schema import load_schema as load_schema
+
 # A `pretrained` string that ends in one of these names a local weights file, not a tag.
 WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".safetensors", ".ckpt", ".npz")
 # `pretrained` / `model` prefixes that the libraries resolve themselves (never a file of ours).
 HUB_PREFIXES = ("hf-hub:", "local-dir:")
-# The schema the Snakefile validates with; library code that receives one config entry
-# (kdspectra.models.teachers.parse_spec) validates it against the same rules.
-# It is package data (read through importlib.resources), so an installed wheel validates
-# exactly as a checkout does.
-SCHEMA_FILE = "config.schema.yaml"
-SCHEMA_PATH = Path(str(resources.files("kdspectra").joinpath(SCHEMA_FILE)))
 # A run name is one folder under results/; the schema's `name` pattern says the same.
 # Matched with fullmatch: Python's `$` also matches before a trailing newline.
 RUN_NAME_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+# Seeds go to numpy's legacy seeding and scikit-learn's random_state, which take < 2**32.
+SEED_LIMIT = 2**32
+# The smallest softmax/kNN temperature: CLIP clamps its logit scale at 100 (T >= 0.01).
+MIN_TEMPERATURE = 0.01
 # Longest run, dataset, teacher or experiment name (the schema's maxLength says the same):
 # names become folders and file names, and 300 characters fail deep inside a job.
 MAX_NAME_LENGTH = 64
 # Folders under results/ that every run shares: prepared data, downloads, job logs, and
 # the benchmark reports of `make bench`.
 RESERVED_RUN_NAMES = frozenset({"data", "downloads", "logs", "bench"})
-
-
-def load_schema(path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
-    """Read the YAML JSON-schema, with its name enums taken from :mod:`kdspectra.registry`.
-
-    The YAML lists the names too (as documentation, kept equal by a test); replacing them
-    here means a student or objective registered in code validates without editing the
-    schema. The ``students`` and ``objectives`` defaults mean "all registered" and follow.
-    """
-    schema = yaml.safe_load(Path(path).read_text())
-    names = {
-        "student": registry.student_names(),
-        "objective": registry.objective_names(),
-        "teacher_library": registry.TEACHER_LIBRARIES,
-        "dataset_format": registry.DATASET_FORMATS,
-    }
-    for key, values in names.items():
-        schema["definitions"][key]["enum"] = list(values)
-    props = schema["properties"]
-    props["students"]["default"] = list(registry.student_names())
-    objectives = props["experiments"]["additionalProperties"]["properties"]["objectives"]
-    objectives["default"] = list(registry.objective_names())
-    return schema
-
-
-def _is_number(_checker: Any, instance: Any) -> bool:
-    """JSON ``number`` as a job can use it: an int or a *finite* float (never a bool).
-
-    YAML's ``.nan``/``.inf`` are floats, and NaN passes every ``minimum``/``maximum``
-    (each comparison is False), so a bounded key would otherwise accept it.
-    """
-    if isinstance(instance, bool) or not isinstance(instance, (int, float)):
-        return False
-    return isinstance(instance, int) or math.isfinite(instance)
-
-
-def _is_integer(_checker: Any, instance: Any) -> bool:
-    """JSON ``integer`` as Python means it: ``1``, not ``1.0`` (a seed of 1.0 names files
-    ``seed1.0``) and never a bool."""
-    return isinstance(instance, int) and not isinstance(instance, bool)
-
-
-def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
-    """``pattern`` with JSON Schema's (ECMA-262) ``$``: the end of the string.
-
-    Python's ``re.search`` lets ``$`` match before a final newline, so ``"atk\n"`` would
-    pass ``^[A-Za-z0-9_]+$``; a final ``$`` is read as ``\\Z`` here.
-    """
-    if not isinstance(instance, str):
-        return
-    end_anchored = pattern.endswith("$") and not pattern.endswith("\\$")
-    anchored = pattern[:-1] + r"\Z" if end_anchored else pattern
-    if not re.search(anchored, instance):
-        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
-
-
-# Draft 7 with finite numbers, strict integers and end-anchored patterns: what every
-# config check (validate_config, check_entry, TrainConfig) validates with.
-Validator = jsonschema.validators.extend(
-    jsonschema.Draft7Validator,
-    validators={"pattern": _pattern},
-    type_checker=jsonschema.Draft7Validator.TYPE_CHECKER.redefine_many(
-        {"number": _is_number, "integer": _is_integer}
-    ),
-)
-
-
-def _key(path: Any) -> str:
-    parts = [str(p) for p in path]
-    return ".".join(parts) if parts else "<top level>"
-
-
-def _expected(err: jsonschema.ValidationError) -> str:
-    v = err.validator_value
-    return {
-        "enum": f"one of {v}",
-        "type": {"number": "a finite number", "integer": "an integer (1, not 1.0)"}.get(
-            str(v), f"a value of type {v}"
-        ),
-        "minimum": f"a number >= {v}",
-        "maximum": f"a number <= {v}",
-        "exclusiveMinimum": f"a number > {v}",
-        "pattern": f"a string matching {v!r}",
-        "minItems": f"a list with at least {v} item(s)",
-        "minProperties": f"a mapping with at least {v} entry(ies)",
-        "uniqueItems": "a list without duplicates",
-        "minLength": "a non-empty string",
-        "maxLength": f"a string of at most {v} characters",
-    }.get(str(err.validator), err.message)
-
-
-def _format_error(err: jsonschema.ValidationError) -> str:
-    key = _key(err.absolute_path)
-    if err.validator == "additionalProperties":
-        known = sorted(err.schema.get("properties", {}))
-        return f"config key '{key}': {err.message}; known keys: {known}"
-    if err.validator == "required":
-        return f"config key '{key}': {err.message}"
-    if err.validator == "propertyNames":
-        return f"config key '{key}': names must match [A-Za-z0-9_]+, found {err.instance!r}"
-    return f"config key '{key}': expected {_expected(err)}, found {err.instance!r}"
-
-
-def check_schema(config: Mapping[str, Any], schema: Mapping[str, Any]) -> None:
-    """Raise ConfigError for the first (shallowest) schema violation."""
-    validator = Validator(schema)
-    errors = sorted(
-        validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.path))
-    )
-    if errors:
-        raise ConfigError(_format_error(errors[0]))
-
-
-def check_entry(
-    entry: Mapping[str, Any], section: str, name: str, schema: Mapping[str, Any] | None = None
-) -> None:
-    """Validate one entry of a named map (``teachers.<name>``) against the schema's rules.
-
-    For library code that is handed a single entry rather than a validated config: the
-    schema stays the one validator, and messages name the full key (``teachers.clip.model``).
-    """
-    schema = load_schema() if schema is None else schema
-    part = {
-        "definitions": schema.get("definitions", {}),
-        "properties": {section: schema["properties"][section]},
-    }
-    check_schema({section: {name: dict(entry)}}, part)
-
-
-def _resolve_ref(schema: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, Any]:
-    ref = schema.get("$ref")
-    if not ref:
-        return schema
-    target: Any = root
-    for part in ref.lstrip("#/").split("/"):
-        target = target[part]
-    return {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
-
-
-def fill_defaults(config: Any, schema: Mapping[str, Any], root: Mapping[str, Any]) -> Any:
-    """Return ``config`` with every schema default filled in, recursively.
-
-    Handles ``properties`` and ``additionalProperties`` (the named maps: datasets,
-    teachers, experiments), which ``snakemake.utils.validate`` leaves untouched.
-    """
-    schema = _resolve_ref(schema, root)
-    if not isinstance(config, dict):
-        return config
-    out = dict(config)
-    for key, sub in schema.get("properties", {}).items():
-        sub = _resolve_ref(sub, root)
-        if key not in out and "default" in sub:
-            out[key] = copy.deepcopy(sub["default"])
-        if key in out:
-            out[key] = fill_defaults(out[key], sub, root)
-    extra = schema.get("additionalProperties")
-    if isinstance(extra, dict):
-        for key in set(out) - set(schema.get("properties", {})):
-            out[key] = fill_defaults(out[key], extra, root)
-    return out
 
 
 def dataset_format(config: Mapping[str, Any], dataset: str) -> str:
@@ -358,21 +198,55 @@ def _check_name(config: Mapping[str, Any]) -> Iterator[str]:
         )
 
 
-def non_finite_numbers(node: Any, path: tuple[str, ...] = ()) -> Iterator[str]:
-    """Every NaN or infinite number anywhere in ``node``, as a message naming its key.
+def _leaves(node: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """(key path, value) of every scalar in ``node``; list items get their index."""
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            yield from _leaves(value, (*path, str(key)))
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            yield from _leaves(value, (*path, str(i)))
+    else:
+        yield path, node
+
+
+def non_finite_numbers(config: Mapping[str, Any]) -> Iterator[str]:
+    """Every NaN or infinite number anywhere in ``config``, as a message naming its key.
 
     Walks the whole config, not only the keys the schema types as numbers: no job can use
     a NaN, and one that passes the config check makes Snakemake rerun (and first delete)
     the outputs of every job whose params hold it, before that job refuses it.
     """
-    if isinstance(node, float) and not math.isfinite(node):
-        yield f"config key '{_key(path)}': expected a finite number, found {node!r}"
-    elif isinstance(node, Mapping):
-        for key, value in node.items():
-            yield from non_finite_numbers(value, (*path, str(key)))
-    elif isinstance(node, (list, tuple)):
-        for i, value in enumerate(node):
-            yield from non_finite_numbers(value, (*path, str(i)))
+    for path, value in _leaves(config):
+        if isinstance(value, float) and not math.isfinite(value):
+            yield f"config key '{key_text(path)}': expected a finite number, found {value!r}"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_by_name(config: Mapping[str, Any]) -> Iterator[str]:
+    """Rules for keys by what they are, wherever they sit (so a section added later, such
+    as a teacher's pretraining, follows them without a schema edit):
+
+    * a seed (``seeds`` items, ``seed``, ``*_seed``) is below 2**32, what numpy's legacy
+      seeding and scikit-learn's ``random_state`` accept (the probe job refused more);
+    * a temperature (``temperature``, ``*_temperature``) is at least
+      :data:`MIN_TEMPERATURE`: exp(cos / T) overflows float64 below T ≈ 0.0014, and the
+      kNN then votes with inf weights for the smallest class, silently.
+    """
+    for path, value in _leaves(config):
+        name = path[-1] if path else ""
+        is_seed = name == "seed" or name.endswith("_seed") or path[-2:-1] == ("seeds",)
+        if is_seed and _is_number(value) and not 0 <= value < SEED_LIMIT:
+            yield f"config key '{key_text(path)}': expected a seed in [0, 2**32), found {value!r}"
+        is_temperature = name == "temperature" or name.endswith("_temperature")
+        if is_temperature and _is_number(value) and value < MIN_TEMPERATURE:
+            yield (
+                f"config key '{key_text(path)}': expected a temperature >= {MIN_TEMPERATURE} "
+                f"(exp(1/T) must stay finite), found {value!r}"
+            )
 
 
 def _check_evaluation(config: Mapping[str, Any]) -> Iterator[str]:
@@ -511,6 +385,7 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dic
     check_schema(config, schema)
     resolved = fill_defaults(dict(config), schema, schema)
     for check in (
+        _check_by_name,
         _check_evaluation,
         _check_datasets,
         _check_corruptions,
