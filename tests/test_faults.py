@@ -242,6 +242,15 @@ CONFIG_FAULTS: dict[str, tuple[dict[str, Any], dict[str, str], list[str]]] = {
         {},
         ["datasets.synth.url", "ftp://mirror.example/synth.tar.gz", "https?|file"],
     ),
+    # issue 24: a value only a job would refuse made Snakemake delete that job's good
+    # outputs first (a NaN sigma deleted test_noisy.npy); the parse refuses it now.
+    "NaN noise sigma": (
+        {"evaluation": {"noise_sigmas": [0.0, float("nan")]}},
+        {},
+        ["evaluation.noise_sigmas.1", "finite", "nan"],
+    ),
+    "float seed": ({"seeds": [1.0]}, {}, ["seeds.0", "integer", "1.0"]),
+    "run name with a newline": ({"name": "atk\n"}, {}, ["config key 'name'", "'atk\\n'"]),
     "missing weights file": (
         {"teachers": {"vit": {"pretrained": "/nonexistent/vit.safetensors"}}},
         {},
