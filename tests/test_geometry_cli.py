@@ -421,3 +421,22 @@ def test_reference_with_100k_columns_is_cheap(tmp_path: Path, capsys) -> None:
     )
     out = run_json(capsys, str(x), "--reference", str(wide))
     assert 0 < out["linear_cka"] <= 1 and out["cos_to_reference"] == "n/a (widths differ)"
+
+
+@pytest.mark.parametrize("kind", ["directory", "device", "missing"])
+def test_paths_that_are_not_regular_files_are_named_for_what_they_are(
+    tmp_path: Path, capsys, kind: str
+) -> None:
+    path = tmp_path / "emb.npy"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "device":
+        path.symlink_to("/dev/zero")  # a reader that tried would never finish
+    err = _one_line_error(capsys, str(path))
+    expected = {"directory": "is a directory", "device": "not a regular file"}
+    assert "emb.npy" in err and expected.get(kind, "file not found") in err
+
+
+def test_reference_key_without_reference_is_named(tmp_path: Path, capsys) -> None:
+    err = _one_line_error(capsys, str(write(tmp_path / "x.npy", "npy")), "--reference-key", "t")
+    assert "--reference-key" in err and "'t'" in err

@@ -168,6 +168,10 @@ def _check_geometry_options(args: argparse.Namespace) -> None:
         raise KdspectraError(
             f"argument --alpha-fit: expected LO HI with 1 <= LO < HI, found {lo} {hi}"
         )
+    if args.reference_key is not None and args.reference is None:
+        raise KdspectraError(
+            f"argument --reference-key: {args.reference_key!r} given without --reference"
+        )
     if args.plot is not None and args.plot.suffix.lower() not in PLOT_SUFFIXES:
         raise KdspectraError(
             f"argument --plot: expected a {', '.join(PLOT_SUFFIXES)} file, found {str(args.plot)!r}"
@@ -246,7 +250,10 @@ def _geometry(args: argparse.Namespace) -> int:
     _check_geometry_options(args)
     rows, spectra = [], {}
     for path in args.files:
-        row, spectra[str(path)] = _file_geometry(path, args)
+        try:
+            row, spectra[str(path)] = _file_geometry(path, args)
+        except MemoryError as exc:
+            raise KdspectraError(f"{path}: its metrics do not fit in memory") from exc
         rows.append(row)
     if args.json:
         objects = [{k: _json_value(v) for k, v in row.items()} for row in rows]

@@ -352,8 +352,12 @@ def _open_checked(path: PathLike) -> tuple[Path, str]:
     suffix = p.suffix.lower()
     if suffix not in READERS:
         raise _fail(p, f"unknown suffix {p.suffix!r}; expected one of {', '.join(SUFFIXES)}")
-    if not p.is_file():
+    if p.is_dir():
+        raise _fail(p, f"is a directory; expected a {suffix} file")
+    if not p.exists():
         raise _fail(p, "file not found")
+    if not p.is_file():  # a FIFO or a device (/dev/zero would be read forever)
+        raise _fail(p, f"not a regular file; expected a {suffix} file")
     try:
         _sniff(p, suffix)
     except OSError as exc:
