@@ -352,6 +352,67 @@ def _timm_preprocess(model: nn.Module, spec: TeacherSpec) -> Preprocess:
     )
 
 
+# ----- trained here (teachers.<name>.pretrain)
+
+
+def build_pretrained_here(spec: TeacherSpec, weights: Path) -> tuple[nn.Module, Preprocess, str]:
+    """The image tower rule pretrain_teacher trained (:mod:`kdspectra.models.towers`).
+
+    The weights file carries the tower's shape and input normalisation; a file trained for
+    another shape than the spec's is refused, naming the keys that differ. The input is
+    the prepared 32-px image as is (no resize), normalised as in training.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from kdspectra.models.towers import ImageTower, TowerArch, read_metadata
+
+    weights = Path(weights)
+    if not weights.is_file():
+        raise ArtifactError(
+            f"teacher {spec.name}: weights file '{weights}' does not exist; rule "
+            f"pretrain_teacher writes it (config key '{spec.key('pretrain')}')"
+        )
+    arch = TowerArch.from_spec(spec.model, pretrain_size(spec), spec.pretrain or {})
+    with safe_open(str(weights), framework="pt") as fh:
+        stored = read_metadata(fh.metadata())
+    if stored is None:
+        raise ArtifactError(f"{weights}: not a pretrained-here teacher (no tower metadata)")
+    _check_arch(spec, weights, arch, stored["arch"])
+    with _seeded(spec.init_seed):
+        tower = ImageTower(arch)
+    tower.load_state_dict(load_file(str(weights)))
+    prep = stored["preprocess"]
+    preprocess = Preprocess(
+        size=int(prep["size"]),
+        scale_size=int(prep["size"]),
+        mean=tuple(float(v) for v in prep["mean"]),
+        std=tuple(float(v) for v in prep["std"]),
+        interpolation="bicubic",  # never used: the input is already at the tower's size
+    )
+    return tower, preprocess, str(weights)
+
+
+def pretrain_size(spec: TeacherSpec) -> int:
+    """Input side of a teacher trained here: ``image_size``, else the prepared images' 32."""
+    from kdspectra.data.datasets import SIDE
+
+    return int(spec.image_size or SIDE)
+
+
+def _check_arch(spec: TeacherSpec, weights: Path, arch: Any, stored: Mapping[str, Any]) -> None:
+    from dataclasses import asdict
+
+    ours = asdict(arch)
+    differ = [f"{k}: file {stored.get(k)!r}, config {v!r}" for k, v in ours.items()
+              if stored.get(k) != v]  # fmt: skip
+    if differ:
+        raise ArtifactError(
+            f"{weights}: trained for another shape than config key '{spec.key('pretrain')}' "
+            f"asks ({'; '.join(differ)}); rerun rule pretrain_teacher for {spec.name}"
+        )
+
+
 # --------------------------------------------------------------------------- dispatch
 
 # Keyed by the names in kdspectra.registry.TEACHER_LIBRARIES (the schema's enum, so a

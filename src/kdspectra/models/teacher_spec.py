@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kdspectra.config import check_entry, weights_file
+from kdspectra.config import (
+    check_entry,
+    fill_defaults,
+    load_schema,
+    pretrain_conflict,
+    weights_file,
+)
 from kdspectra.errors import ConfigError
 
 # torchvision's PIL path implements these with PIL filters; antialias=True makes torch's
@@ -35,6 +41,9 @@ class TeacherSpec:
     image_size: int | None
     cache_dir: str | None
     init_seed: int
+    # ``pretrain`` with the schema's defaults filled: the teacher is trained here
+    # (kdspectra.training.pretrain) and loaded from the weights that rule wrote.
+    pretrain: dict[str, Any] | None = None
 
     def key(self, field: str) -> str:
         """The config key of ``field``, for error messages a user can act on."""
@@ -56,6 +65,9 @@ def parse_spec(spec: Mapping[str, Any]) -> TeacherSpec:
     name = str(spec.get("name", "teacher"))
     entry = {k: v for k, v in spec.items() if k != "name"}
     check_entry(entry, "teachers", name)
+    conflict = pretrain_conflict(name, entry)
+    if conflict:
+        raise ConfigError(conflict)
     pretrained = entry.get("pretrained")
     cache_dir = entry.get("cache_dir")
     return TeacherSpec(
@@ -66,7 +78,16 @@ def parse_spec(spec: Mapping[str, Any]) -> TeacherSpec:
         image_size=entry.get("image_size"),
         cache_dir=os.path.expanduser(str(cache_dir)) if cache_dir else None,
         init_seed=entry.get("init_seed", 0),
+        pretrain=_pretrain_defaults(entry.get("pretrain")),
     )
+
+
+def _pretrain_defaults(pretrain: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A ``pretrain`` entry with every schema default filled (the Snakefile does the same)."""
+    if pretrain is None:
+        return None
+    schema = load_schema()
+    return fill_defaults(dict(pretrain), schema["definitions"]["pretrain"], schema)
 
 
 # --------------------------------------------------------------------------- preprocessing

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdspectra.errors import ConfigError, DataError
-from kdspectra.models.teacher_libraries import LOADERS
+from kdspectra.models.teacher_libraries import LOADERS, build_pretrained_here
 from kdspectra.models.teacher_spec import INTERPOLATION, Preprocess, TeacherSpec, parse_spec
 from kdspectra.runtime.precision import fp32
 
@@ -189,15 +190,34 @@ class Teacher:
 # --------------------------------------------------------------------------- building
 
 
-def build_teacher(spec: Mapping[str, Any], *, device: torch.device | str = "cpu") -> Teacher:
+def build_teacher(
+    spec: Mapping[str, Any],
+    *,
+    device: torch.device | str = "cpu",
+    weights: str | Path | None = None,
+) -> Teacher:
     """Build the teacher a ``teachers.<name>`` config entry describes, ready to ``embed``.
 
     Models are created on the CPU (so a random init is the same on every machine) and then
-    moved to ``device``.
+    moved to ``device``. A teacher with ``pretrain`` is trained by this pipeline: pass the
+    ``weights`` rule pretrain_teacher wrote; other teachers take none.
     """
 
     parsed = parse_spec(spec)
-    model, preprocess, source = LOADERS[parsed.library](parsed)
+    if parsed.pretrain is not None and not weights:
+        raise ConfigError(
+            f"config key '{parsed.key('pretrain')}': teacher {parsed.name} is trained by rule "
+            "pretrain_teacher; expected the weights file it wrote, found none"
+        )
+    if parsed.pretrain is None and weights:
+        raise ConfigError(
+            f"teacher {parsed.name}: a weights file ({weights}) is only for teachers with "
+            f"'{parsed.key('pretrain')}'; set '{parsed.key('pretrained')}' to load a file"
+        )
+    if parsed.pretrain is not None:
+        model, preprocess, source = build_pretrained_here(parsed, Path(str(weights)))
+    else:
+        model, preprocess, source = LOADERS[parsed.library](parsed)
     _check_patch_multiple(model, preprocess.size, parsed)
     teacher = Teacher(
         model=model,

@@ -306,3 +306,49 @@ def corruption_mem_mb(input_mb: float, *, gpu: bool, attempt: int = 1) -> int:
     archive) with its fp32 batches, the clean train embeddings and torch; half the
     inputs covers them with room."""
     return int((_base_mb(gpu) + input_mb / 2 + 256) * max(1, attempt))
+
+
+def pretrain_mem_mb(
+    input_mb: float,
+    *,
+    batch_size: int,
+    views: int,
+    tokens: int,
+    embed_dim: int,
+    depth: int,
+    num_heads: int,
+    gpu: bool,
+    attempt: int = 1,
+) -> int:
+    """Host memory of a pretrain_teacher job (a small ViT trained here), in MB.
+
+    The images (``input_mb``, twice while they go to the device) and, on the CPU, the
+    activations the backward pass keeps: per image, view and block the token rows of the
+    attention and MLP (~12 x tokens x width floats) and the attention maps (heads x
+    tokens²), x2 for softmax/GELU copies. Weights and AdamW state are a few MB.
+    """
+    batch = 0.0
+    if not gpu:
+        per_block = 12 * tokens * embed_dim + 2 * num_heads * tokens**2
+        batch = 2 * batch_size * views * depth * per_block * 4 / 1e6
+    return _grow(_base_mb(gpu) + 2 * input_mb + 64 + batch, attempt)
+
+
+def pretrain_runtime_min(
+    input_mb: float,
+    *,
+    epochs: int,
+    views: int,
+    tokens: int,
+    embed_dim: int,
+    depth: int,
+    threads: int = 1,
+    gpu: bool,
+    attempt: int = 1,
+) -> int:
+    """Wall time of a pretrain_teacher job in minutes: forward + backward (3 x 2 FLOPs
+    per weight and token: 12 x width² weights per block) plus the attention, for every
+    view of every image and epoch, at the device's throughput, x2."""
+    per_view = 3 * depth * (2 * 12 * embed_dim**2 * tokens + 4 * tokens**2 * embed_dim)
+    seconds = epochs * views * images_in(input_mb) * per_view / 1e9 / _gflops(threads, gpu)
+    return _grow(OVERHEAD_MIN + 2 * seconds / 60, attempt)

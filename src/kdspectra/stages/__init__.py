@@ -55,6 +55,7 @@ from kdspectra.stages.teachers import (
     extract_teacher,
     extract_teacher_noisy,
     extract_teacher_views,
+    pretrain_teacher,
 )
 
 __all__ = [
@@ -87,6 +88,7 @@ __all__ = [
     "measure_model",
     "model_keys",
     "paper_comparison",
+    "pretrain_teacher",
     "prepare_dataset",
     "resolved_config",
     "table",

@@ -1,23 +1,73 @@
-"""Stages of `workflow/rules/teachers.smk`: the teacher's embeddings (clean, noisy test
-copies, cached train views) and its sanity metrics."""
+"""Stages of `workflow/rules/teachers.smk`: pretraining the teachers trained here, the
+teacher's embeddings (clean, noisy test copies, cached train views) and its sanity
+metrics."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from kdspectra.data.embeddings import save_embeddings
 from kdspectra.data.noise import embed_noisy
+from kdspectra.errors import ConfigError
 from kdspectra.io import save_json, save_npy
 from kdspectra.stages._common import Named, _named, load_split, log
+
+
+def pretrain_teacher(inputs: Named, outputs: Named, params: Named) -> None:
+    """Train a ``pretrain`` teacher on the train split of its dataset; write its weights.
+
+    ``inputs`` holds ``data`` (the train images and labels; the test split is no input and
+    is never read) and ``classes`` (classes.txt, the captions' class names); ``outputs``
+    ``weights`` (.safetensors) and ``meta`` (.json); ``params`` the teacher ``spec``,
+    ``device``, ``data_dir`` and ``checkpoint`` (resumed when it exists, deleted at the end).
+    """
+    from kdspectra.models.teacher_libraries import pretrain_size
+    from kdspectra.models.teacher_spec import parse_spec
+    from kdspectra.models.towers import TowerArch
+    from kdspectra.runtime.device import resolve_device
+    from kdspectra.training.pretrain import PretrainConfig, pretrain
+
+    params, out, inp = _named(params), _named(outputs), _named(inputs)
+    spec = parse_spec(params["spec"])
+    pre = spec.pretrain
+    if pre is None:
+        raise ConfigError(
+            f"config key '{spec.key('pretrain')}': rule pretrain_teacher needs it, found none"
+        )
+    images, labels = load_split(params["data_dir"], "train")
+    classes = [c for c in Path(inp["classes"]).read_text().splitlines() if c]
+    meta = pretrain(
+        TowerArch.from_spec(spec.model, pretrain_size(spec), pre),
+        PretrainConfig.from_spec(pre),
+        images,
+        labels,
+        classes,
+        device=resolve_device(params["device"]),
+        weights_out=Path(out["weights"]),
+        meta_out=Path(out["meta"]),
+        checkpoint=Path(params["checkpoint"]),
+        provenance={"teacher": spec.name, "spec": dict(params["spec"]),
+                    "data_dir": str(params["data_dir"]), "classes": classes},
+    )  # fmt: skip
+    log.info("pretrained %s in %.1f s, final loss %.4f", spec.name, meta["seconds"],
+             meta["final_loss"])  # fmt: skip
+
+
+def _weights(inputs: Named) -> Any:
+    """The weights rule pretrain_teacher wrote, for a teacher trained here (else None)."""
+    return _named(inputs).get("weights") or None
 
 
 def extract_teacher(inputs: Named, outputs: Named, params: Named) -> None:
     """Teacher embeddings of train and test, a JSON of how they were made, sanity metrics.
 
     ``outputs`` holds ``train``, ``test`` (.npy), ``train_parquet``, ``test_parquet``,
-    ``meta`` and ``sanity`` (.json); ``params`` the teacher ``spec``, ``device``,
+    ``meta`` and ``sanity`` (.json); ``inputs.weights`` (optional) the weights of a
+    teacher trained here; ``params`` the teacher ``spec``, ``device``,
     ``data_dir`` and ``probe`` (:func:`kdspectra.metrics.probe.fit_probe` keyword arguments, see
     :func:`kdspectra.config.probe_options`), optionally ``knn_k`` (one k) and
     ``knn_temperature``. The sanity JSON is :func:`kdspectra.metrics.sanity.teacher_sanity`
@@ -31,7 +81,7 @@ def extract_teacher(inputs: Named, outputs: Named, params: Named) -> None:
     params, out = _named(params), _named(outputs)
     spec, data_dir, probe = params["spec"], params["data_dir"], params.get("probe")
     device = resolve_device(params["device"])
-    teacher = build_teacher(spec, device=device)
+    teacher = build_teacher(spec, device=device, weights=_weights(inputs))
     results, rates = {}, {}
     for split in ("train", "test"):
         images, labels = load_split(data_dir, split)
@@ -69,7 +119,7 @@ def extract_teacher_noisy(inputs: Named, outputs: Named, params: Named) -> None:
 
     params = _named(params)
     spec = params["spec"]
-    teacher = build_teacher(spec, device=resolve_device(params["device"]))
+    teacher = build_teacher(spec, device=resolve_device(params["device"]), weights=_weights(inputs))
     images, _ = load_split(params["data_dir"], "test")
     bs = int(spec.get("batch_size", 256))
     noisy = embed_noisy(
@@ -96,7 +146,7 @@ def extract_teacher_views(inputs: Named, outputs: Named, params: Named) -> None:
     params, out = _named(params), _named(outputs)
     spec, training = params["spec"], params["views"]
     device = resolve_device(params["device"])
-    teacher = build_teacher(spec, device=device)
+    teacher = build_teacher(spec, device=device, weights=_weights(inputs))
     images, _ = load_split(params["data_dir"], "train")
     aug, k = training["augment"], int(training["teacher_views_k"])
     table = cached_view_params(
