@@ -9,6 +9,11 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+# The landing page of `snakemake --report`: the run, its teachers, data and seeds, and
+# what it found.
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/teachers.smk"

@@ -399,7 +399,36 @@ def final_targets():
     for exp in enabled_experiments(config):
         e = experiment(exp)
         targets.append(f"{teacher_dir(e['dataset'], e['teacher'])}/sanity.json")
-    return targets
+    return targets + report_pages(targets)  # the tables as HTML pages (rule table_html)
+
+
+def table_labels(table, kind):
+    """Report labels of one table's page (kind "html") or file ("csv", "md")."""
+    _, name, shows = TABLE_INFO[table]
+    return {"table": name, "shows": shows, "format": kind}
+
+
+def table_sources(targets):
+    """Table name -> the file its report page renders: the Markdown when the run builds
+    one (it carries the notes and the provenance footer), else the CSV."""
+    sources = {}
+    for path in map(Path, targets):
+        if path.parent == Path(RUN, "tables") and path.suffix in (".md", ".csv"):
+            if path.suffix == ".md" or path.stem not in sources:
+                sources[path.stem] = str(path)
+    return sources
+
+
+def report_pages(targets):
+    """The report's own pages for the run's tables, and the landing page's verdicts."""
+    pages = [
+        f"{RUN}/report/{t}.html" for t in table_sources(targets) if t in TABLE_INFO
+    ]
+    return [*pages, f"{RUN}/report/verdicts.rst"]
+
+
+def table_html_input(wildcards):
+    return {"table": table_sources(final_targets())[wildcards.table]}
 
 
 FIGURE_TABLES = {

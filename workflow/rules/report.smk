@@ -18,6 +18,33 @@ localrules:
     paper_comparison,
     claims,
     figure,
+    table_html,
+    verdict_summary,
+
+
+# The report (`snakemake --report`) names each table and figure by what it is, not by its
+# path: category / subcategory, then labels. "Tables" holds every table as an HTML page
+# (the report shows HTML inline; a .md or .csv is only a download); "Table files" the CSV
+# and Markdown files themselves, with their captions.
+TABLE_INFO = {
+    "table1": ("The paper's tables", "Table I", "effective rank, cosine students"),
+    "table2": ("The paper's tables", "Table II", "effective rank, cosine + InfoNCE"),
+    "ablation": ("The paper's tables", "Ablation", "effective rank by architecture"),
+    "claims": ("Claims", "Claims judged", "each claim: ours, interval, verdict"),
+    "paper_comparison": ("Claims", "Paper vs this run", "every number of the paper"),
+    "fig2": ("Data behind the figures", "Figure 2 data", "effective rank per student"),
+    "fig3": ("Data behind the figures", "Figure 3 data", "accuracy under noise"),
+    "fig4": ("Data behind the figures", "Figure 4 data", "geometry during training"),
+    "teachers": ("Beyond the paper", "Teachers", "teacher geometry, probe, kNN"),
+    "geometry": ("Beyond the paper", "Geometry", "RankMe, alpha-ReQ, uniformity, CKA"),
+    "corruptions": ("Beyond the paper", "Corruptions", "common corruptions"),
+}
+FIGURE_INFO = {
+    "fig1_spectrum": ("The paper's figures", "Figure 1", "singular value spectra"),
+    "fig2_effective_rank": ("The paper's figures", "Figure 2", "effective rank"),
+    "fig3_noise_robustness": ("The paper's figures", "Figure 3", "accuracy vs noise"),
+    "fig4_dynamics": ("Beyond the paper", "Figure 4", "effective rank during training"),
+}
 
 
 rule resolved_config:
@@ -43,7 +70,9 @@ rule table:
         csv=report(
             f"{RUN}/tables/{{table}}.csv",
             caption="../report/table.rst",
-            category="Tables",
+            category="Table files",
+            subcategory=lambda wc: TABLE_INFO[wc.table][0],
+            labels=lambda wc: table_labels(wc.table, "csv"),
         ),
         md=f"{RUN}/tables/{{table}}.md",
         tex=f"{RUN}/tables/{{table}}.tex",
@@ -69,7 +98,9 @@ rule data_table:
         csv=report(
             f"{RUN}/tables/{{data_table}}.csv",
             caption="../report/data_table.rst",
-            category="Tables",
+            category="Table files",
+            subcategory=lambda wc: TABLE_INFO[wc.data_table][0],
+            labels=lambda wc: table_labels(wc.data_table, "csv"),
         ),
         provenance=f"{RUN}/tables/{{data_table}}.provenance.json",
     log:
@@ -93,7 +124,9 @@ rule fig4_data:
         csv=report(
             f"{RUN}/tables/fig4.csv",
             caption="../report/fig4.rst",
-            category="Tables",
+            category="Table files",
+            subcategory=TABLE_INFO["fig4"][0],
+            labels=table_labels("fig4", "csv"),
         ),
         provenance=f"{RUN}/tables/fig4.provenance.json",
     log:
@@ -117,7 +150,9 @@ rule geometry_table:
         csv=report(
             f"{RUN}/tables/geometry.csv",
             caption="../report/geometry.rst",
-            category="Tables",
+            category="Table files",
+            subcategory=TABLE_INFO["geometry"][0],
+            labels=table_labels("geometry", "csv"),
         ),
         md=f"{RUN}/tables/geometry.md",
         provenance=f"{RUN}/tables/geometry.provenance.json",
@@ -142,7 +177,9 @@ rule paper_comparison:
         md=report(
             f"{RUN}/tables/paper_comparison.md",
             caption="../report/paper_comparison.rst",
-            category="Tables",
+            category="Table files",
+            subcategory=TABLE_INFO["paper_comparison"][0],
+            labels=table_labels("paper_comparison", "md"),
         ),
     log:
         f"{RUN}/logs/tables/paper_comparison.log",
@@ -170,7 +207,9 @@ rule claims:
         md=report(
             f"{RUN}/tables/claims.md",
             caption="../report/claims.rst",
-            category="Tables",
+            category="Table files",
+            subcategory=TABLE_INFO["claims"][0],
+            labels=table_labels("claims", "md"),
         ),
         provenance=f"{RUN}/tables/claims.provenance.json",
     log:
@@ -196,6 +235,10 @@ rule figure:
             f"{RUN}/figures/{{figure}}.png",
             caption="../report/figure.rst",
             category="Figures",
+            subcategory=lambda wc: FIGURE_INFO[wc.figure][0],
+            labels=lambda wc: dict(
+                zip(("figure", "shows"), FIGURE_INFO[wc.figure][1:])
+            ),
         ),
         pdf=f"{RUN}/figures/{{figure}}.pdf",
     log:
@@ -211,3 +254,41 @@ rule figure:
         chance=chance_level(config, config["report"]["figures"]),
     script:
         "../scripts/figure.py"
+
+
+# Every table as an HTML page the report shows inline (table_sources picks its source).
+rule table_html:
+    input:
+        unpack(table_html_input),
+    output:
+        html=report(
+            f"{RUN}/report/{{table}}.html",
+            caption="../report/table_page.rst",
+            category="Tables",
+            subcategory=lambda wc: TABLE_INFO[wc.table][0],
+            labels=lambda wc: table_labels(wc.table, "html"),
+        ),
+    log:
+        f"{RUN}/logs/report/{{table}}_html.log",
+    wildcard_constraints:
+        table="|".join(TABLE_INFO),
+    conda:
+        ENV
+    params:
+        title=lambda wc: f"{TABLE_INFO[wc.table][1]}: {TABLE_INFO[wc.table][2]}",
+    script:
+        "../scripts/table_html.py"
+
+
+# The claims' verdicts, summarised for the landing page (workflow/report/workflow.rst).
+rule verdict_summary:
+    input:
+        claims=f"{RUN}/tables/claims.csv",
+    output:
+        rst=f"{RUN}/report/verdicts.rst",
+    log:
+        f"{RUN}/logs/report/verdicts.log",
+    conda:
+        ENV
+    script:
+        "../scripts/verdict_summary.py"

@@ -50,6 +50,8 @@ from kdspectra.stages.report import (
     paper_comparison,
     resolved_config,
     table,
+    table_html,
+    verdict_summary,
 )
 from kdspectra.stages.teachers import (
     extract_teacher,
@@ -92,5 +94,7 @@ __all__ = [
     "prepare_dataset",
     "resolved_config",
     "table",
+    "table_html",
     "train_student",
+    "verdict_summary",
 ]

@@ -130,3 +130,23 @@ def figure(inputs: Named, outputs: Named, params: Named) -> None:
         pdf=out["pdf"],
         **options,
     )
+
+
+def table_html(inputs: Named, outputs: Named, params: Named) -> None:
+    """One table as an HTML page the report shows inline (``outputs.html``), from its
+    Markdown or, for CSV-only tables, its CSV (``inputs.table``); ``params.title``."""
+    from kdspectra.report.html import table_page
+
+    source = Path(_named(inputs)["table"])
+    text = source.read_text(encoding="utf-8")
+    save_text(_named(outputs)["html"], table_page(_named(params)["title"], source.name, text))
+
+
+def verdict_summary(inputs: Named, outputs: Named, params: Named) -> None:
+    """The report landing page's summary of the claims' verdicts (``outputs.rst``) from
+    ``inputs.claims`` (tables/claims.csv) (:func:`kdspectra.report.landing.verdict_summary`)."""
+    from kdspectra.report.landing import verdict_summary as summarise
+
+    claims_csv = Path(_named(inputs)["claims"])
+    text = summarise(pd.read_csv(claims_csv), str(claims_csv.with_suffix(".md")))
+    save_text(_named(outputs)["rst"], text)
