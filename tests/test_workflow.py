@@ -203,6 +203,9 @@ def test_snakemake_report_renders(tiny_run: Path) -> None:
     run_snakemake(tiny_run.parents[1], "--report", str(report))
     html = report.read_text(errors="replace")
     assert report.stat().st_size > 100_000 and "fig1_spectrum.png" in html
+    # The landing page describes the run, and every table is an HTML page shown inline.
+    assert "kdspectra: run" in html and "System Message" not in html
+    assert "table1.html" in html and "claims.html" in html and "Table files" in html
 
 
 def test_claims_both_ers_and_provenance_sidecars(tiny_run: Path) -> None:
