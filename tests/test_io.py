@@ -257,3 +257,39 @@ def test_job_log_is_on_disk_before_the_first_write_and_names_a_full_disk(
     console = capsys.readouterr().err
     assert "no space left on device" in console and str(target) in console
     assert "no space left on device" in log.read_text()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
+                     'message: "No space left on device" })'),  # safetensors (no errno)
+        RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0"),
+    ],
+    ids=["safetensors", "torch zip writer"],
+)  # fmt: skip
+def test_library_errors_of_a_full_disk_are_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    """Libraries that drop the errno: their words, or torch's "unexpected pos" on a
+    filesystem with almost nothing free, are reported as a full disk."""
+    import collections
+    import shutil
+
+    from kdspectra.io import atomic_path
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _p: usage(10**9, 10**9 - 40_000, 40_000))
+    target = tmp_path / "weights.safetensors"
+    full = pytest.raises(ArtifactError, match="no space left on device")
+    with full as err, atomic_path(target) as tmp:
+        tmp.write_bytes(b"partial")
+        raise error
+    assert str(target) in str(err.value) and list(tmp_path.iterdir()) == []
+
+
+def test_torch_write_error_with_space_left_is_not_called_disk_full(tmp_path: Path) -> None:
+    from kdspectra.io import atomic_path
+
+    with pytest.raises(RuntimeError, match="unexpected pos"), atomic_path(tmp_path / "x.pt"):
+        raise RuntimeError("unexpected pos 64 vs 0")

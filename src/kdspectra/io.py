@@ -50,6 +50,11 @@ DEAD_PID_GRACE_S = 60.0
 _TMP_TAG = ".kdtmp."
 # errno values that mean "the filesystem has no room": a full disk, a full quota.
 NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+# How libraries that drop the errno word a full disk (pyarrow, safetensors' Rust IO error).
+NO_SPACE_WORDS = ("no space left on device", "storagefull", "disk quota exceeded")
+# torch's zip writer on a full disk (no errno, no words): checked against the free space.
+TORCH_WRITE_FAILED = ("unexpected pos", "file write failed")
+LOW_SPACE_BYTES = 16 << 20
 _TMP_RE = re.compile(r"^\..+\.kdtmp\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>[0-9]+)\.[A-Za-z0-9_]+\.tmp$")
 
 
@@ -72,7 +77,7 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=final.parent)
         os.close(fd)
     except OSError as exc:
-        if is_no_space(exc):
+        if is_no_space(exc, final.parent):
             raise no_space_error(final, exc) from exc
         raise
     tmp = Path(tmp_name)
@@ -85,17 +90,31 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         _fsync(final.parent)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
-        if is_no_space(exc):
+        if is_no_space(exc, final.parent):
             raise no_space_error(final, exc) from exc
         raise
 
 
-def is_no_space(exc: BaseException) -> bool:
-    """Whether ``exc`` says the filesystem is full (ENOSPC/EDQUOT, or a library's OSError
-    that carries only the text, as pyarrow's do)."""
-    if not isinstance(exc, OSError):
-        return False
-    return exc.errno in NO_SPACE_ERRNOS or "no space left on device" in str(exc).lower()
+def is_no_space(exc: BaseException, folder: PathLike | None = None) -> bool:
+    """Whether ``exc`` (or an exception it was raised from) says the filesystem is full.
+
+    ENOSPC/EDQUOT, or the words only: pyarrow's OSError and safetensors' SafetensorError
+    ("IoError(Os { code: 28, kind: StorageFull ... })") carry no errno. torch's own writer
+    says only "unexpected pos" / "file write failed": for those, ``folder`` having less
+    than :data:`LOW_SPACE_BYTES` free is taken as the cause.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        text = str(seen).lower()
+        if isinstance(seen, OSError) and seen.errno in NO_SPACE_ERRNOS:
+            return True
+        if any(words in text for words in NO_SPACE_WORDS):
+            return True
+        if folder is not None and any(words in text for words in TORCH_WRITE_FAILED):
+            with contextlib.suppress(OSError):
+                return shutil.disk_usage(folder).free < LOW_SPACE_BYTES
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def no_space_error(path: PathLike, exc: BaseException) -> ArtifactError:
