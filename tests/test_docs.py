@@ -19,8 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 
 # Rules that the paper's DAG with every option on does not contain: the offline fixture
-# of the corruption stage (only when a dataset's corruption url is the fixture's).
-NOT_IN_PAPER_DAG = {"corruptions_fixture"}
+# of the corruption stage (only when a dataset's corruption url is the fixture's), and
+# the pretraining of teachers trained here (only for a teacher with `pretrain:`).
+NOT_IN_PAPER_DAG = {"corruptions_fixture", "pretrain_teacher"}
 
 
 def _diagrams():
