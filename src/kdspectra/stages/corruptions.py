@@ -107,7 +107,8 @@ def _corruption_embedder(inputs: Named, params: Named, device: Any) -> Any:
         return lambda x: embed_images(model, x, device=device, batch_size=bs)
     from kdspectra.models.teachers import build_teacher
 
-    teacher = build_teacher(params["spec"], device=device)
+    weights = inputs.get("teacher_weights") or None  # a teacher trained here (pretrain:)
+    teacher = build_teacher(params["spec"], device=device, weights=weights)
     return lambda x: teacher.embed(x, batch_size=bs)
 
 

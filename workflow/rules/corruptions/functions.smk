@@ -54,7 +54,10 @@ def test_data_split(wildcards):
 
 def corruption_teacher_input(wildcards):
     d = teacher_dir(wildcards.dataset, wildcards.teacher)
-    return _corruption_common(wildcards.dataset) | {"train": f"{d}/train.npy"}
+    inputs = _corruption_common(wildcards.dataset) | {"train": f"{d}/train.npy"}
+    # A teacher trained here (`pretrain:`) is built from the weights pretrain_teacher wrote.
+    weights = teacher_weights_input(wildcards)
+    return inputs | ({"teacher_weights": weights} if weights else {})
 
 
 def corruption_student_input(wildcards):
