@@ -455,3 +455,71 @@ def paper_comparison_options():
 
 def claims_options():
     return report_options.claims_options(config, REPORT)
+
+
+# --- teachers trained here (rule pretrain_teacher) ---------------------------------
+# A teacher trained here: its weights, meta and (not an output: Snakemake would delete it
+# on failure) the resume state of its pretraining.
+TEACHER_WEIGHTS = f"{RUN}/teachers/{{teacher}}/model.safetensors"
+TEACHER_CHECKPOINT = f"{RUN}/checkpoints/teachers/{{teacher}}.pt"
+
+
+def pretrain_spec(wildcards):
+    """The teacher's `pretrain` entry (schema defaults filled); an error names the key."""
+    pre = config["teachers"][wildcards.teacher].get("pretrain")
+    if pre is None:
+        raise WorkflowError(
+            f"config key 'teachers.{wildcards.teacher}.pretrain': none, so rule "
+            "pretrain_teacher has nothing to train"
+        )
+    return pre
+
+
+def pretrain_input(wildcards):
+    """The train split of the teacher's pretraining dataset and its class names; no test."""
+    dataset = pretrain_spec(wildcards)["dataset"]
+    return {
+        "data": split_files(dataset, ("train",)),
+        "classes": f"{data_dir(dataset)}/classes.txt",
+    }
+
+
+def teacher_weights_input(wildcards):
+    """The weights rule pretrain_teacher writes, for a teacher trained here; else none."""
+    if "pretrain" in config["teachers"][wildcards.teacher]:
+        return TEACHER_WEIGHTS.format(teacher=wildcards.teacher)
+    return []
+
+
+def _pretrain_work(wildcards):
+    """What sizes a pretraining job: views per image, tokens and the ViT's shape."""
+    pre = pretrain_spec(wildcards)
+    size = int(teacher_spec(wildcards.teacher).get("image_size") or 32)
+    return {
+        "views": 1 if pre["objective"] == "clip" else 2,
+        "tokens": (size // pre["patch_size"]) ** 2 + 1,
+        "embed_dim": pre["embed_dim"],
+        "depth": pre["depth"],
+        "gpu": bool(GPU),
+    }
+
+
+def pretrain_mem(wildcards, input, attempt):
+    pre = pretrain_spec(wildcards)
+    return req.pretrain_mem_mb(
+        input.size_mb,
+        batch_size=pre["batch_size"],
+        num_heads=pre["num_heads"],
+        attempt=attempt,
+        **_pretrain_work(wildcards),
+    )
+
+
+def pretrain_runtime(wildcards, input, threads, attempt):
+    return req.pretrain_runtime_min(
+        input.size_mb,
+        epochs=pretrain_spec(wildcards)["epochs"],
+        threads=threads,
+        attempt=attempt,
+        **_pretrain_work(wildcards),
+    )
