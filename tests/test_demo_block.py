@@ -71,11 +71,11 @@ def fake_run(root: Path, verdicts: dict[str, str], host: str | None = None) -> P
 
 def test_block_says_which_machine_and_commit_and_quotes_the_files(tmp_path: Path) -> None:
     run = fake_run(tmp_path, {"infonce_gain": "inconclusive", "cosine_flat": "holds"})
-    block = demo_block.demo_block(run, wall_s=583)
+    block = demo_block.demo_block(run, wall_s=583, note="Load ~3.")
     assert f"`{socket.gethostname()}`" in block and "cores" in block
     assert "commit `abc1234567`" in block and "started 2026-12-03T20:59:58" in block
     assert "Float kernels" in block and "CPU types" in block
-    assert "Wall time **9 min 43 s**" in block and "2 timed jobs" in block
+    assert "Wall time **9 min 43 s**" in block and "2 timed jobs. Load ~3." in block
     assert "| train_student | 1 | 30.0 |" in block  # the per-stage table
     assert "| `dino_random` | digits | 0.960 | 0.890 | 10.48 | 1.01 |" in block
     assert "**yes**: centred energy share 2e-08 < 0.05" in block

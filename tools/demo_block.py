@@ -177,7 +177,9 @@ def wall_line(run: Path, wall_s: float | None) -> str:
     return f"Wall time **{wall}** (`make demo`, `.venv` present), {jobs} timed jobs."
 
 
-def demo_block(run: Path, *, wall_s: float | None = None, replicate: Path | None = None) -> str:
+def demo_block(
+    run: Path, *, wall_s: float | None = None, replicate: Path | None = None, note: str = ""
+) -> str:
     """The Markdown between the README's demo markers."""
     prov = provenance(run)
     _, started = run_hosts(run)
@@ -187,7 +189,7 @@ def demo_block(run: Path, *, wall_s: float | None = None, replicate: Path | None
         f"config `{prov['config_hash']}`, started {started}) on {machine_line(run)}.{seeds} "
         f"{FLOAT_NOTE}*",
         "",
-        wall_line(run, wall_s),
+        f"{wall_line(run, wall_s)} {note}".rstrip(),
         "",
         stagetimes.to_markdown(stagetimes.stage_times(run)),
         "",
@@ -225,11 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run", type=Path, help="a finished demo run, e.g. results/demo")
     parser.add_argument("--replicate", type=Path, help="the same demo on other seeds")
     parser.add_argument("--wall-s", type=float, help="the run's measured wall time, seconds")
+    parser.add_argument("--note", default="", help="what else ran meanwhile (machine load)")
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
     parser.add_argument("--print", action="store_true", help="print the block, write nothing")
     args = parser.parse_args(argv)
     try:
-        block = demo_block(args.run, wall_s=args.wall_s, replicate=args.replicate)
+        block = demo_block(args.run, wall_s=args.wall_s, replicate=args.replicate, note=args.note)
         if args.print:
             print(block)
         else:
