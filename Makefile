@@ -11,7 +11,7 @@ DEMO   := results/demo
 
 help:
 	@echo "make install - create .venv and install the project with its dev tools"
-	@echo "make demo   - offline end-to-end run (random-init teachers, digits) -> $(DEMO)/"
+	@echo "make demo   - offline end-to-end run (teachers pretrained here, digits) -> $(DEMO)/"
 	@echo "make test   - lint + the whole pytest suite (unit, faults, docs, workflow tests)"
 	@echo "make unit   - pytest -m 'not workflow and not cluster' (skips the Snakemake runs)"
 	@echo "make workflow - the tests that run the Snakefile on a tiny config"
@@ -35,7 +35,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml --rerun-incomplete
 	@echo
-	@echo "Demo finished (random-init teachers: numbers are structural only)."
+	@echo "Demo finished (teachers pretrained on digits here: a miniature of the paper, not its numbers)."
 	@echo "  tables:  $(DEMO)/tables/   (table1, table2: .csv .md .tex; geometry.csv/.md; teachers, fig2, fig3, fig4 .csv; paper_comparison.md; claims.md)"
 	@echo "  figures: $(DEMO)/figures/  (fig1_spectrum, fig2_effective_rank, fig3_noise_robustness, fig4_dynamics: .png .pdf)"
 	@echo "  report:  $(BIN)/snakemake --configfile config/demo.yaml --report $(DEMO)/report.html"

@@ -281,7 +281,9 @@ def test_teacher_views_stage_embeds_the_views_training_replays(
     from kdspectra.data.views import apply_view, cached_view_params
 
     teacher = _LinearTeacher()
-    monkeypatch.setattr(kdspectra.models.teachers, "build_teacher", lambda spec, device, weights=None: teacher)
+    monkeypatch.setattr(
+        kdspectra.models.teachers, "build_teacher", lambda spec, device, weights=None: teacher
+    )
     prepare_digits(tmp_path)
     training = {
         "augment": {"crop_padding": 4, "jitter": 0.4, "grayscale_p": 0.2},
