@@ -23,6 +23,7 @@ from kdspectra.registry import (
     OFFLINE_FORMATS,
     TEACHER_MODEL,
     ModelId,
+    objective_arms,
 )
 
 # The schema and its validator live in kdspectra.schema; callers import these from here.
@@ -144,13 +145,25 @@ def experiment_students(config: Mapping[str, Any], experiment: str) -> list[str]
     return list(exp.get("students") or config["students"])
 
 
+def experiment_objectives(config: Mapping[str, Any], experiment: str) -> list[str]:
+    """The experiment's objective arms: each of its ``objectives`` expanded over the λ and
+    projector settings of ``training.infonce`` (:func:`kdspectra.registry.objective_arms`;
+    without a sweep, the objectives themselves)."""
+    infonce = config["training"]["infonce"]
+    weight, projector = infonce["weight"], infonce.get("projector", "none")
+    return [
+        arm.name
+        for o in config["experiments"][experiment]["objectives"]
+        for arm in objective_arms(o, weight, projector)
+    ]
+
+
 def experiment_models(config: Mapping[str, Any], experiment: str) -> list[str]:
-    """Model ids of an experiment: ``teacher`` and ``<student>/<objective>/seed<k>``."""
-    exp = config["experiments"][experiment]
+    """Model ids of an experiment: ``teacher`` and ``<student>/<objective arm>/seed<k>``."""
     students = [
         ModelId(s, o, k).format()
         for s in experiment_students(config, experiment)
-        for o in exp["objectives"]
+        for o in experiment_objectives(config, experiment)
         for k in config["seeds"]
     ]
     return [TEACHER_MODEL, *students]
@@ -351,6 +364,26 @@ def _check_experiments(config: Mapping[str, Any]) -> Iterator[str]:
             )
 
 
+def _check_arms(config: Mapping[str, Any]) -> Iterator[str]:
+    """A λ list names one arm per value (distinct folder names), and a per-student λ would
+    contradict the arm names, so ``per_student`` may not set one under a list."""
+    training = config["training"]
+    try:
+        for exp in enabled_experiments(config):
+            experiment_objectives(config, exp)
+    except ConfigError as exc:
+        yield str(exc)
+    if not isinstance(training["infonce"]["weight"], list):
+        return
+    for student, override in training.get("per_student", {}).items():
+        if "weight" in (override or {}).get("infonce", {}):
+            yield (
+                f"config key 'training.per_student.{student}.infonce.weight': "
+                "training.infonce.weight is a list (each λ is an objective arm named by its "
+                f"value); expected no per-student λ, found {override['infonce']['weight']!r}"
+            )
+
+
 def _check_report(config: Mapping[str, Any]) -> Iterator[str]:
     """``report.tables`` / ``report.figures`` must name enabled experiments.
 
@@ -391,6 +424,7 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dic
         _check_corruptions,
         _check_teachers,
         _check_experiments,
+        _check_arms,
         _check_report,
     ):
         for problem in check(resolved):

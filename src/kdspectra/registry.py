@@ -14,7 +14,7 @@ cluster; keeping this module free of heavy imports keeps that validation instant
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -169,15 +169,123 @@ def _alternatives(names: tuple[str, ...]) -> str:
     return "(?:" + "|".join(re.escape(n) for n in names) + ")"
 
 
+# --------------------------------------------------------------------------- objective arms
+# An objective with `infonce` becomes one *arm* per (λ, projector) the config sweeps
+# (`training.infonce.weight` a number or a list, `training.infonce.projector` none | mlp or
+# a list); each arm is a folder, a Snakemake wildcard value and an `objective` column value.
+# The name says what differs from the config's plain setting, so a run without a sweep keeps
+# the paths it always had: `cosine_infonce` for one number and no projector,
+# `cosine_infonce_w<λ>` (λ as format(λ, 'g')) when the weight is a list, `_mlp` appended
+# with the projector. This block is the one map between a name and its settings.
+PROJECTORS: tuple[str, ...] = ("none", "mlp")
+_WEIGHT_RE = r"[0-9]+(?:\.[0-9]+)?(?:e[+-][0-9]+)?"  # what format(λ >= 0, 'g') prints
+_ARM_RE = re.compile(rf"(?P<base>.+?)(?:_w(?P<weight>{_WEIGHT_RE}))?(?P<mlp>_mlp)?")
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One objective arm: its name, the registered objective it trains, its λ (None: the
+    config's single ``training.infonce.weight``) and where InfoNCE acts (``projector``)."""
+
+    name: str
+    objective: str
+    weight: float | None = None
+    projector: str = "none"
+
+    @property
+    def label(self) -> str:
+        """How tables and figures name it: ``cosine + InfoNCE λ=0.3 (MLP)``."""
+        parts = [objective(self.objective).label]
+        if self.weight is not None:
+            parts.append(f"λ={weight_text(self.weight)}")
+        if self.projector != "none":
+            parts.append(f"({self.projector.upper()})")
+        return " ".join(parts)
+
+
+def weight_text(weight: float) -> str:
+    """λ as arm names print it (``0.3``, ``0``, ``1``, ``1e-05``)."""
+    return format(float(weight), "g")
+
+
+def arm_name(objective_name: str, weight: float | None = None, projector: str = "none") -> str:
+    """``cosine_infonce``, ``cosine_infonce_w0.3``, ``cosine_infonce_w0.3_mlp``, ..."""
+    name = objective_name if weight is None else f"{objective_name}_w{weight_text(weight)}"
+    return f"{name}_mlp" if projector == "mlp" else name
+
+
+def objective_arms(
+    objective_name: str,
+    weight: float | Sequence[float],
+    projector: str | Sequence[str] = "none",
+) -> list[Arm]:
+    """The arms ``objective_name`` runs under ``training.infonce.{weight, projector}``
+    (λ-major); an objective without InfoNCE is its own single arm (no λ, no head).
+
+    ConfigError naming ``training.infonce.weight`` when two λ print alike (they would
+    share a folder)."""
+    if not objective(objective_name).infonce:
+        return [Arm(objective_name, objective_name)]
+    weights: list[float | None] = (
+        [float(w) for w in weight] if isinstance(weight, list | tuple) else [None]
+    )
+    projectors = list(projector) if isinstance(projector, list | tuple) else [projector]
+    arms = [
+        Arm(arm_name(objective_name, w, p), objective_name, w, p)
+        for w in weights
+        for p in projectors
+    ]
+    names = [a.name for a in arms]
+    if len(set(names)) < len(names):
+        raise ConfigError(
+            f"config key 'training.infonce.weight': expected values distinct in "
+            f"format(λ, 'g') (each names an arm's folder), found {list(weight)!r} "  # type: ignore[arg-type]
+            f"giving the arms {names}"
+        )
+    return arms
+
+
+def parse_arm(name: str) -> Arm:
+    """The settings an arm's name states (λ parsed from its text; None when the name has
+    none). ConfigError when ``name`` is no arm of a registered objective."""
+    m = _ARM_RE.fullmatch(str(name))
+    base = m["base"] if m else ""
+    if m is None or base not in _OBJECTIVES or (name != base and not objective(base).infonce):
+        raise ConfigError(
+            f"objective {name!r}: expected a registered objective {list(_OBJECTIVES)} or an "
+            f"arm of one with InfoNCE (<objective>[_w<λ>][_mlp], e.g. 'cosine_infonce_w0.3_mlp')"
+        )
+    weight = None if m["weight"] is None else float(m["weight"])
+    return Arm(str(name), base, weight, "mlp" if m["mlp"] else "none")
+
+
+def resolve_arm(
+    name: str, weight: float | Sequence[float], projector: str | Sequence[str] = "none"
+) -> Arm:
+    """Arm ``name`` as this config defines it (its λ exactly the config's value), or
+    ConfigError naming the arms ``training.infonce`` gives."""
+    arms = {a.name: a for a in objective_arms(parse_arm(name).objective, weight, projector)}
+    if name not in arms:
+        raise ConfigError(
+            f"objective {name!r}: not an arm of this config's training.infonce (weight "
+            f"{weight!r}, projector {projector!r}); its arms: {list(arms)}"
+        )
+    return arms[name]
+
+
 def objective_pattern() -> str:
-    """Regex of a registered objective (the ``objective`` Snakemake wildcard)."""
-    return _alternatives(objective_names())
+    """Regex of a registered objective or one of its arms (the ``objective`` Snakemake
+    wildcard, the ``objective`` part of a :class:`ModelId`)."""
+    suffix = rf"(?:_w{_WEIGHT_RE})?(?:_mlp)?"
+    names = [re.escape(o.name) + (suffix if o.infonce else "") for o in _OBJECTIVES.values()]
+    return "(?:" + "|".join(names) + ")"
 
 
 @dataclass(frozen=True, order=True)
 class ModelId:
     """A student model's id ``<student>/<objective>/seed<k>``: its folder under
-    ``students/`` and its ``model`` column. The teacher is :data:`TEACHER_MODEL`."""
+    ``students/`` and its ``model`` column (``objective`` is an arm name, see
+    :func:`objective_arms`). The teacher is :data:`TEACHER_MODEL`."""
 
     student: str
     objective: str
@@ -190,7 +298,7 @@ class ModelId:
     @classmethod
     def parse(cls, text: str) -> ModelId:
         """The inverse of :meth:`format`; ValueError naming ``text`` and the form expected."""
-        m = re.fullmatch(r"([A-Za-z0-9_]+)/([A-Za-z0-9_]+)/seed([0-9]+)", str(text))
+        m = re.fullmatch(r"([A-Za-z0-9_]+)/([A-Za-z0-9_.+-]+)/seed([0-9]+)", str(text))
         if m is None:
             raise ValueError(
                 f"model id: expected <student>/<objective>/seed<k> (e.g. 'cnn_s/cosine/seed0'),"

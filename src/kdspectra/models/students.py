@@ -231,3 +231,24 @@ def feature_width(model: nn.Module) -> int:
     if not isinstance(head, nn.Linear):
         raise TypeError(f"feature_width: expected a student with a linear .head, found {head!r}")
     return int(head.in_features)
+
+
+def build_projector(width: int) -> nn.Sequential:
+    """SimCLR's projection head on a ``width``-d embedding: Linear → BatchNorm → ReLU →
+    Linear, hidden and output width = ``width``.
+
+    Used only for training (``training.infonce.projector: mlp``): InfoNCE acts on its
+    output while L_cos and every measurement stay on the embedding it reads, and it is not
+    part of the saved student. The output keeps the embedding's width rather than SimCLR's
+    128 so that the arms with and without the head differ in one thing only, a non-linear
+    map between the embedding and the contrastive loss, and not also in the dimension of
+    the space InfoNCE spreads (SimCLR, Chen et al. 2020, Fig. 8: that width matters little).
+    """
+    if not isinstance(width, int) or width <= 0:
+        raise ConfigError(f"projector: width must be a positive int, found {width!r}")
+    return nn.Sequential(
+        nn.Linear(width, width, bias=False),
+        nn.BatchNorm1d(width),
+        nn.ReLU(inplace=True),
+        nn.Linear(width, width),
+    )

@@ -1,10 +1,10 @@
 """Resume and preemption for :mod:`kdspectra.training.loop`: checkpoints, fingerprints, signals.
 
-* After every epoch the full training state (model, optimizer, scheduler, CPU/device RNG,
-  epoch, metric rows) is written atomically with ``torch.save`` and read back with
-  ``weights_only=True``. Batch order and augmentation draws are pure functions of
-  ``(seed, epoch)``, so a rerun after ``kill -9`` continues from the last finished epoch
-  and ends with the same weights as an uninterrupted run.
+* After every epoch the full training state (model, projector head if any, optimizer,
+  scheduler, CPU/device RNG, epoch, metric rows) is written atomically with
+  ``torch.save`` and read back with ``weights_only=True``. Batch order and augmentation
+  draws are pure functions of ``(seed, epoch)``, so a rerun after ``kill -9`` continues
+  from the last finished epoch and ends with the same weights as an uninterrupted run.
 * SIGTERM / SIGUSR1 (SLURM preemption, ``scancel --signal``) only set a flag
   (:func:`catch_preemption`); at the next step boundary the loop checkpoints the position
   inside the epoch and the augmentation generator's state, then raises :class:`Preempted`.
@@ -52,6 +52,7 @@ class Resumable(Protocol):
     scheduler: torch.optim.lr_scheduler.LambdaLR
     checkpoint: Path
     fingerprints: dict[str, str]
+    head: torch.nn.Module | None  # the projector head InfoNCE acts on, when trained
 
     @property
     def cuda(self) -> bool: ...
@@ -206,6 +207,8 @@ def save_checkpoint(run: Resumable, progress: Progress) -> None:
         "partial_seconds": progress.partial_seconds,
         "rows": progress.rows,
     }
+    if run.head is not None:  # absent without one: such checkpoints stay as they were
+        state["head"] = run.head.state_dict()
     state[DIGEST_KEY] = payload_digest(state)
     with atomic_path(run.checkpoint) as tmp, open(tmp, "wb") as fh:
         buffer = io.BytesIO()  # in memory first: a full disk then fails in write, named
@@ -227,6 +230,8 @@ def load_checkpoint(run: Resumable) -> Progress:
     validate_checkpoint(path, state, run)
     try:
         run.model.load_state_dict(state["model"])
+        if run.head is not None:
+            run.head.load_state_dict(state["head"])
         run.optimizer.load_state_dict(state["optimizer"])
         run.scheduler.load_state_dict(state["scheduler"])
     except (RuntimeError, ValueError, KeyError) as exc:

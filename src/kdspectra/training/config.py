@@ -32,6 +32,7 @@ TRAINING_KEYS: dict[str, tuple[str, ...]] = {
     "warmup_epochs": ("warmup_epochs",),
     "infonce_weight": ("infonce", "weight"),
     "temperature": ("infonce", "temperature"),
+    "projector": ("infonce", "projector"),
     "crop_padding": ("augment", "crop_padding"),
     "jitter": ("augment", "jitter"),
     "grayscale_p": ("augment", "grayscale_p"),
@@ -61,6 +62,8 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     infonce_weight: float = 1.0
     temperature: float = 0.1
+    # Where InfoNCE acts: on the embedding ("none") or on a SimCLR head's output ("mlp").
+    projector: str = "none"
     crop_padding: int = 4
     jitter: float = 0.4
     grayscale_p: float = 0.2
@@ -74,6 +77,9 @@ class TrainConfig:
     track_every: int | None = None
     track_samples: int = 2048
     seed: int = 0
+    # The objective arm (registry.objective_arms) when it is not `objective` itself, e.g.
+    # "cosine_infonce_w0.3_mlp"; `objective` stays the registered objective it trains.
+    arm: str | None = None
 
     def __post_init__(self) -> None:
         """Fail at construction, naming the config key, rather than mid-training."""
@@ -81,6 +87,11 @@ class TrainConfig:
         if self.objective not in known:
             raise ConfigError(
                 f"config key 'objective': expected one of {list(known)}, found {self.objective!r}"
+            )
+        if self.projector != "none" and not registry.objective(self.objective).infonce:
+            raise ConfigError(
+                f"config key 'training.infonce.projector': a head carries InfoNCE, which "
+                f"objective {self.objective!r} lacks; expected 'none', found {self.projector!r}"
             )
         for name, path in TRAINING_KEYS.items():
             value = getattr(self, name)
@@ -94,19 +105,35 @@ class TrainConfig:
         cls, training: Mapping[str, Any], objective: str, seed: int, student: str | None = None
     ) -> TrainConfig:
         """The run's settings from a validated ``training`` section (with ``student``'s
-        ``per_student`` overrides merged over it). Integers given for float settings
-        (``lr: 1``) become floats; nothing else is converted."""
+        ``per_student`` overrides merged over it). ``objective`` may be an objective arm
+        (``cosine_infonce_w0.3_mlp``, :func:`kdspectra.registry.resolve_arm`): its λ and
+        projector replace ``training.infonce``'s list or single value. Integers given for
+        float settings (``lr: 1``) become floats; nothing else is converted."""
+        arm = _arm(training, objective)
         if student is not None:
             training = student_training(training, student)
         fields = {f.name: f.type for f in dataclasses.fields(cls)}
         values = {}
         for name, path in TRAINING_KEYS.items():
+            if name == "projector":  # the arm's (absent from the section = none)
+                continue
             value: Any = training
             for part in path:
                 value = value[part]
             is_number = isinstance(value, int) and not isinstance(value, bool)
             values[name] = float(value) if fields[name] == "float" and is_number else value
-        return cls(objective=objective, seed=seed, **values)
+        values["projector"] = arm.projector
+        if arm.weight is not None:
+            values["infonce_weight"] = arm.weight
+        elif isinstance(values["infonce_weight"], list):  # cosine under a λ sweep: no term
+            values["infonce_weight"] = 0.0
+        named = arm.name if arm.name != arm.objective else None
+        return cls(objective=arm.objective, seed=seed, arm=named, **values)
+
+    @property
+    def arm_name(self) -> str:
+        """The arm's name (its folder, the summary's ``objective``): ``arm`` or ``objective``."""
+        return self.arm or self.objective
 
     def training_section(self) -> dict[str, Any]:
         """The ``training`` keys this config stands for, nested as in config.yaml."""
@@ -122,6 +149,13 @@ class TrainConfig:
     def colour(self) -> bool:
         """Whether the view pipeline has a colour step (any jitter or grayscale)."""
         return has_colour(self.jitter, self.grayscale_p)
+
+
+def _arm(training: Mapping[str, Any], name: str) -> registry.Arm:
+    """Arm ``name`` under the top-level ``training.infonce`` (per-student overrides may not
+    set a λ under a list: :func:`kdspectra.config.validate_config` refuses it)."""
+    infonce = training.get("infonce", {})
+    return registry.resolve_arm(name, infonce.get("weight", 1.0), infonce.get("projector", "none"))
 
 
 @functools.cache

@@ -13,7 +13,12 @@ the same two views per image from one augmentation pipeline, push them through t
 network as one 2B batch (so BatchNorm sees the same statistics), and average
 L_cos = 1 − cos(student(view), teacher target) over both views. An objective with
 ``infonce`` adds λ·InfoNCE(view 1, view 2) and nothing else; with λ = 0 it trains
-bit-identically to ``cosine`` on CPU (a test holds it to ``torch.equal``).
+bit-identically to ``cosine`` on CPU (a test holds it to ``torch.equal``, for the arm
+``cosine_infonce_w0`` of a λ sweep too). With ``projector: mlp`` InfoNCE acts on a SimCLR
+head's output (:func:`kdspectra.models.students.build_projector`, in ``TrainRun.head``)
+instead of the embedding; L_cos, the tracked geometry and every later measurement stay on
+the embedding, and the head is trained state (optimizer, checkpoint) but not saved with
+the student.
 
 The teacher target (``TrainConfig.teacher_view``) is the clean image's embedding
 (``clean``, the paper's setting) or the teacher's embedding of the very view the student
@@ -126,19 +131,22 @@ def _cached_view_indices(k: int, n: int, gen: torch.Generator) -> list[torch.Ten
 
 
 def compute_loss(
-    cfg: TrainConfig, s: torch.Tensor, t: torch.Tensor
+    cfg: TrainConfig, s: torch.Tensor, t: torch.Tensor, z: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(total, L_cos, InfoNCE) for student rows ``s`` = [view 1; view 2] and targets ``t``.
 
     L_cos is the mean of both views' cosine losses for every objective; one with
     ``infonce`` adds λ·InfoNCE and nothing else (the InfoNCE part is reported as 0 without).
+    InfoNCE compares the rows of ``z`` (the projector head's output) when given, else of
+    ``s``.
     """
     s1, s2 = s.chunk(2)
     t1, t2 = t.chunk(2)
     loss_cos = 0.5 * (cosine_distillation(s1, t1) + cosine_distillation(s2, t2))
     if not registry.objective(cfg.objective).infonce:
         return loss_cos, loss_cos, torch.zeros_like(loss_cos)
-    loss_nce = info_nce(s1, s2, cfg.temperature)
+    z1, z2 = (s if z is None else z).chunk(2)
+    loss_nce = info_nce(z1, z2, cfg.temperature)
     return loss_cos + cfg.infonce_weight * loss_nce, loss_cos, loss_nce
 
 
@@ -151,7 +159,8 @@ def optimize_step(run: TrainRun, views: torch.Tensor, teacher_rows: torch.Tensor
     views = views.contiguous(memory_format=torch.channels_last)
     with _autocast(run):
         s = run.forward(views)
-    loss, loss_cos, loss_nce = compute_loss(run.cfg, s, teacher_rows)
+        z = None if run.head is None else run.head(s)
+    loss, loss_cos, loss_nce = compute_loss(run.cfg, s, teacher_rows, z)
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     run.optimizer.step()
@@ -212,7 +221,7 @@ def _run_epoch(
     bar = tqdm(
         total=steps,
         initial=start,
-        desc=f"{run.student}/{run.cfg.objective} epoch {epoch + 1}/{run.cfg.epochs}",
+        desc=f"{run.student}/{run.cfg.arm_name} epoch {epoch + 1}/{run.cfg.epochs}",
         unit="batch",
         disable=None if show is None else not show,
         leave=False,
@@ -317,6 +326,8 @@ def train_student(
     )  # fmt: skip
     progress = load_checkpoint(run) if checkpoint.exists() else Progress()
     run.model.train()
+    if run.head is not None:
+        run.head.train()
     with catch_preemption() as flag:
         while progress.epoch < cfg.epochs:
             _run_epoch(run, progress, flag, callback, progress_bar)

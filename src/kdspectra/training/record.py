@@ -53,7 +53,10 @@ class NonFiniteParametersError(KdspectraError, FloatingPointError):
 
 def check_parameters(run: TrainRun, where: str) -> None:
     """Refuse to write NaN/inf parameters: a poisoned checkpoint would be resumed into."""
-    bad = [n for n, p in run.model.named_parameters() if not bool(torch.isfinite(p).all())]
+    params = list(run.model.named_parameters())
+    if run.head is not None:
+        params += [(f"projector.{n}", p) for n, p in run.head.named_parameters()]
+    bad = [n for n, p in params if not bool(torch.isfinite(p).all())]
     if bad:
         raise NonFiniteParametersError(
             f"{where}: not written, {len(bad)} parameter tensors hold NaN/inf "
@@ -91,7 +94,7 @@ def log_epoch(run: TrainRun, row: Mapping[str, float]) -> None:
         "%s/%s epoch %d/%d: loss %.4f (cos %.4f, infonce %.4f), cos_to_teacher %.4f, "
         "lr %.2e, %.0f img/s, %.1fs",
         run.student,
-        run.cfg.objective,
+        run.cfg.arm_name,
         row["epoch"],
         run.cfg.epochs,
         row["loss"],
@@ -116,7 +119,7 @@ def finish(
     log.info(
         "%s/%s: %d params, %.1fs, %.0f img/s -> %s",
         run.student,
-        run.cfg.objective,
+        run.cfg.arm_name,
         meta["params"],
         meta["wall_s"],
         meta["images_per_s"],
@@ -126,7 +129,10 @@ def finish(
 
 
 def _save_weights(run: TrainRun, path: Path) -> None:
-    """Final weights as safetensors (no pickle), with the build arguments as metadata."""
+    """Final weights as safetensors (no pickle), with the build arguments as metadata.
+
+    The student only: a projector head is training machinery, not part of the embedding
+    that is measured, so it is left out (the metadata says one was trained)."""
     check_parameters(run, f"weights {path}")
     tensors = {k: v.detach().cpu().contiguous() for k, v in run.model.state_dict().items()}
     meta = {
@@ -134,6 +140,8 @@ def _save_weights(run: TrainRun, path: Path) -> None:
         "embed_dim": str(run.embed_dim),
         "width_mult": repr(run.cfg.width_mult),
     }
+    if run.head is not None:  # absent without a head: those files stay byte-identical
+        meta["projector"] = f"{run.cfg.projector} (trained for InfoNCE, not saved)"
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
 
@@ -146,7 +154,7 @@ def _meta(run: TrainRun, progress: Progress, weights_out: Path) -> dict[str, Any
     last = rows[-1]
     return {
         "student": run.student,
-        "objective": run.cfg.objective,
+        "objective": run.cfg.arm_name,
         "seed": run.cfg.seed,
         "params": count_parameters(run.model),
         "feature_width": feature_width(run.model),
@@ -169,8 +177,22 @@ def _meta(run: TrainRun, progress: Progress, weights_out: Path) -> dict[str, Any
         "torch": torch.__version__,
         "resumed_from": progress.resumed_from,
         "tracking": _tracking(run),
+        "projector": _projector(run),
         "config": dataclasses.asdict(run.cfg),
         "weights": str(weights_out),
+    }
+
+
+def _projector(run: TrainRun) -> dict[str, Any]:
+    """Whether a projector head was trained (InfoNCE on its output), its shape and size;
+    it is never in the saved weights, so every measurement is of the embedding."""
+    if run.head is None:
+        return {"kind": "none"}
+    return {
+        "kind": run.cfg.projector,
+        "width": run.embed_dim,
+        "params": count_parameters(run.head),
+        "saved": False,
     }
 
 

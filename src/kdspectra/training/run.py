@@ -23,7 +23,7 @@ from torch import nn
 
 from kdspectra.data.views import DeviceLoader, ViewParams, cached_view_params
 from kdspectra.errors import ArtifactError, DataError
-from kdspectra.models.students import build_student
+from kdspectra.models.students import build_projector, build_student
 from kdspectra.runtime.device import set_deterministic
 from kdspectra.training.checkpoint import array_digest
 from kdspectra.training.config import TrainConfig
@@ -48,6 +48,9 @@ class TrainRun:
     fingerprints: dict[str, str] = dataclasses.field(default_factory=dict)
     track: TrackSubset | None = None  # rows whose geometry is measured during training
     track_every: int = 0  # epochs between tracked points (0 = off); the last is always one
+    # SimCLR head InfoNCE acts on (training.infonce.projector: mlp); never saved with the
+    # student, never measured
+    head: nn.Module | None = None
 
     @property
     def cuda(self) -> bool:
@@ -105,11 +108,13 @@ def check_inputs(
         )
 
 
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Decay weight matrices and conv kernels; leave biases, norms and positions alone."""
+def _param_groups(modules: list[nn.Module], weight_decay: float) -> list[dict[str, Any]]:
+    """Decay weight matrices and conv kernels; leave biases, norms and positions alone
+    (the student's parameters first, then the projector's, if any)."""
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (decay if p.ndim >= 2 and not name.endswith("pos") else no_decay).append(p)
+    for module in modules:
+        for name, p in module.named_parameters():
+            (decay if p.ndim >= 2 and not name.endswith("pos") else no_decay).append(p)
     return [
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
@@ -155,11 +160,18 @@ def build_run(
     # channels_last on every device: on CUDA for tensor cores, on CPU because oneDNN's
     # NHWC convolutions are 21-28 % faster for Student-M/L (neutral for Student-S).
     model = model.to(memory_format=torch.channels_last)
+    # Built after the student, from the same seeded stream: the student's initial weights
+    # are those of the arm without the head, so the two arms start alike.
+    head = (
+        build_projector(int(teacher_emb.shape[-1])).to(device) if cfg.projector == "mlp" else None
+    )
     if cuda:
         torch.backends.cudnn.benchmark = not cfg.deterministic
     loader = DeviceLoader(images, batch_size=cfg.batch_size, device=device, seed=cfg.seed)
     optimizer = torch.optim.AdamW(
-        _param_groups(model, cfg.weight_decay), lr=cfg.lr, fused=True if cuda else None
+        _param_groups([model, *([head] if head is not None else [])], cfg.weight_decay),
+        lr=cfg.lr,
+        fused=True if cuda else None,
     )
     total = cfg.epochs * len(loader)
     warmup = min(total, round(cfg.warmup_epochs * len(loader)))
@@ -185,6 +197,7 @@ def build_run(
         student, cfg, device, model, forward, optimizer, scheduler, loader, teacher, checkpoint,
         views, fingerprints,
     )  # fmt: skip
+    run.head = head
     run.track_every = resolve_track_every(cfg.track_every, cfg.epochs)
     if run.track_every:
         if track_teacher is None and cfg.teacher_view == "clean":
