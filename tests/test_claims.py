@@ -10,7 +10,7 @@ import pytest
 
 from kdspectra.paper import claim_rows, claims, claims_markdown, paper_values, tracking
 from kdspectra.paper.verdicts import CLAIMS, VERDICTS
-from test_tables import RANDOM, make_noise, make_summary, teacher_summary
+from test_tables import ER, RANDOM, make_noise, make_summary, teacher_summary
 
 OPTS = {"tables_experiment": "clip_x", "figures_experiment": "dino_x", "chance": 0.01}
 SEEDS = (0, 1, 2)
@@ -155,6 +155,51 @@ def test_demo_layout_finds_the_dinov2_run_elsewhere() -> None:
     assert "dino_x' ran no student with both" in rows(f, "dino_infonce_raises_er")["note"].iloc[0]
     assert "lacks cnn_m or cnn_l" in rows(f, "dino_capacity_limit")["note"].iloc[0]
     assert not rows(f, "infonce_raises_er")["quantity"].str.contains("dino_x").any()
+
+
+def factorial_summary() -> pd.DataFrame:
+    """The fixture plus the factorial's two cells, named so that no name tells the teacher:
+    exp_a (CLIP's key, cifar100) and exp_b (DINOv2's key, cifar10), and first a distractor
+    on cifar10 with another DINOv2 key. Cosine ER: exp_b = clip_x + 10 (DINOv2 above CLIP
+    on cifar10), exp_a = dino_x + 5 (below on cifar100)."""
+    s = make_summary(SEEDS)
+    a = s[s["experiment"] == "clip_x"].assign(experiment="exp_a", dataset="cifar100")
+    b = s[s["experiment"] == "dino_x"].assign(experiment="exp_b", dataset="cifar10")
+    other = s[s["experiment"] == "dino_x"].assign(
+        experiment="exp_c", dataset="cifar10", teacher="dinov2_vitl14"
+    )
+    s = pd.concat([other, s, a, b], ignore_index=True)
+    for student in ("cnn_s", "cnn_m", "cnn_l"):
+        clip_er, dino_er = ER[("clip_x", "cosine")][student], ER[("dino_x", "cosine")][student]
+        set_er(s, "exp_b", student, "cosine", [clip_er + 10 + k for k in SEEDS])
+        set_er(s, "exp_a", student, "cosine", [dino_er + 5 + k for k in SEEDS])
+    return s
+
+
+def test_dino_above_clip_compares_same_dataset_pairs_when_the_run_has_them() -> None:
+    """Factorial run: one row per dataset, each naming its two experiments and that they
+    share the dataset, judged on its own (Welch) and under Holm with the other primary
+    rows; the cross-dataset pair and the distractor teacher are not compared."""
+    f = judged(factorial_summary())
+    dino = rows(f, "dino_above_clip")
+    assert len(dino) == 2 and dino["primary"].all()
+    on10 = one(f, "dino_above_clip", "exp_b − clip_x")  # cifar10: exp_b is DINOv2's
+    on100 = one(f, "dino_above_clip", "dino_x − exp_a")  # cifar100: exp_a is CLIP's
+    assert on10["ours"] == pytest.approx(10.0) and on10["verdict"] == "holds"
+    assert on100["ours"] == pytest.approx(-5.0) and on100["verdict"] == "fails"
+    assert "same dataset (cifar10): exp_b vs clip_x" in on10["note"]
+    assert "same dataset (cifar100): dino_x vs exp_a" in on100["note"]
+    assert on10["test"].startswith("Welch t") and on100["test"].startswith("Welch t")
+    assert np.isfinite(on100["p_holm"])  # Holm over every primary row, these two included
+    assert on10["p_holm"] > float(on10["test"].split("p = ")[1])
+    assert not dino["note"].str.contains("confounded|exp_c").any()
+
+
+def test_dino_above_clip_falls_back_across_datasets_and_says_it_is_confounded() -> None:
+    dino = rows(judged(make_summary(SEEDS)), "dino_above_clip")
+    assert len(dino) == 1 and "dino_x − clip_x, raw ER" in dino["quantity"].iloc[0]
+    note = dino["note"].iloc[0]
+    assert "confounded by the dataset: dino_x is on cifar100, clip_x on cifar10" in note
 
 
 def test_guards_stop_rows_and_name_themselves() -> None:

@@ -140,6 +140,18 @@ def test_fig3_lines_and_bands(tmp_path: Path) -> None:
     assert "%" in ax.get_ylabel() and "sigma" in ax.get_xlabel()
 
 
+def test_fig3_chance_line_is_the_claims_majority_class_share() -> None:
+    """An unbalanced test set: the line sits at the summary's chance_accuracy (what the
+    robustness claims test against), not at the 1 / classes fallback."""
+    summary = make_summary()
+    summary["chance_accuracy"] = 0.013
+    data = tables.fig3_data(summary, make_noise(seeds=(0, 1)), experiment="dino_x")
+    fig = figures.fig3(data, provenance=RANDOM, chance=0.01)
+    (line,) = [ln for ln in fig.axes[0].get_lines() if ln.get_gid() == "chance"]
+    assert list(line.get_ydata()) == [1.3, 1.3]
+    assert line.get_label() == "chance (1.3 %, majority class)"
+
+
 def test_figure_errors() -> None:
     with pytest.raises(ArtifactError):
         figures.fig1({})

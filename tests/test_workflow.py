@@ -62,6 +62,19 @@ def test_paper_and_demo_configs_build_their_dags(tmp_path: Path, overlay: str | 
     assert "TBD" not in out.split("Job stats")[-1]
 
 
+def test_factorial_overlay_plans_both_teachers_on_both_datasets(tmp_path: Path) -> None:
+    """config/factorial.yaml on the paper's run: four experiments, each teacher extracted
+    on both datasets, the two new cells' 36 distillations beside the paper's 48."""
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    overlay = str(REPO / "config" / "factorial.yaml")
+    out = run_snakemake(tmp_path, "-n", "--cores", "8", "--configfile", overlay).stdout
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.MULTILINE))
+    assert int(counts["train_student"]) == (5 + 3 + 3 + 3) * 2 * 3
+    assert int(counts["extract_teacher"]) == 2 * 2
+    for exp in ("clip_cifar10", "dinov2_cifar100", "clip_cifar100", "dinov2_cifar10"):
+        assert f"students/{exp}/cnn_s/cosine/seed2" in out, exp
+
+
 def test_dry_run_lists_whole_dag(tmp_path: Path) -> None:
     shutil.copy(TINY, tmp_path / "config.yaml")
     out = run_snakemake(tmp_path, "-n", "--cores", "1").stdout

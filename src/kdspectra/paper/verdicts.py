@@ -173,7 +173,8 @@ CLAIMS: dict[str, tuple[str, str]] = {
     "dino_above_clip": (
         "DINOv2's cosine students have a higher ER than CLIP's (inherited anisotropy)",
         "Welch t (no shared randomness across experiments) of the per-seed mean cosine ER "
-        "over S/M/L, DINOv2 − CLIP, against 0",
+        "over S/M/L, DINOv2 − CLIP, against 0; one row per dataset that both teachers ran "
+        "(config/factorial.yaml), else across datasets (confounded by the dataset)",
     ),
     "dino_infonce_raises_er": (
         "InfoNCE raises ER on DINOv2 too (53.78 → 82)",

@@ -47,7 +47,9 @@ def fig3(
     """Figure 3: accuracy (%) vs noise σ, one line per student, ±1 std band over seeds.
 
     ``data`` is :func:`kdspectra.report.tables.fig3_data` (accuracy as a fraction); its teacher
-    curve, if any, is dashed black. ``chance`` (a fraction, e.g. 1/100) adds a dotted line.
+    curve, if any, is dashed black. The dotted chance line is the data's ``chance`` column
+    (the majority-class share of the test labels, the number the robustness claims use)
+    when it has one, else ``chance`` (a fraction, 1 / classes).
     """
     require(data, ("model", "params", "sigma", "accuracy"), "fig3 data")
     default = "Noise robustness: linear-probe accuracy vs Gaussian pixel noise"
@@ -60,10 +62,11 @@ def fig3(
     for (model, params), grp in ref.groupby(["model", "params"], sort=False):
         style = {"color": "black", "marker": "x", "ls": "--"}
         _curve(ax, grp, model_label(model, params).replace("\n", " "), style)
+    chance, how = _chance(data, chance)
     if chance is not None:
         ax.axhline(
             100 * chance, color="0.4", ls=":", lw=1.2, gid="chance",
-            label=f"chance ({100 * chance:.1f} %, 1 / classes)",
+            label=f"chance ({100 * chance:.1f} %, {how})",
         )  # fmt: skip
     ax.set_xlabel(r"Gaussian noise $\sigma$ (on pixels scaled to [0, 1])")
     ax.set_ylabel("linear-probe test accuracy (%)")
@@ -72,3 +75,11 @@ def fig3(
     ax.legend(fontsize=8, title="model (parameters)", title_fontsize=7)
     save(fig, png, pdf)
     return fig
+
+
+def _chance(data: pd.DataFrame, fallback: float | None) -> tuple[float | None, str]:
+    """The chance level to draw and how it was defined: the data's majority-class share
+    when present (it is what the claims test against), else ``fallback`` (1 / classes)."""
+    if "chance" in data.columns and data["chance"].notna().any():
+        return float(data["chance"].dropna().iloc[0]), "majority class"
+    return fallback, "1 / classes"

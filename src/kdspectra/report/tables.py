@@ -359,7 +359,18 @@ def fig3_data(
             "objective": objective,
         }
         records += _curve_records(rows, base)
-    return _titled(pd.DataFrame.from_records(records), f"Figure 3 data ({experiment})")
+    data = pd.DataFrame.from_records(records)
+    data["chance"] = _chance_accuracy(summary, experiment)
+    return _titled(data, f"Figure 3 data ({experiment})")
+
+
+def _chance_accuracy(summary: pd.DataFrame, experiment: str) -> float:
+    """The experiment's chance accuracy as the claims use it (the majority-class share of
+    the test labels, ``chance_accuracy``), so that Figure 3's line and the robustness rows
+    agree; NaN when the summary has none (the figure then falls back to 1 / classes)."""
+    if "chance_accuracy" not in summary.columns:
+        return float("nan")
+    return float(summary.loc[summary["experiment"] == experiment, "chance_accuracy"].mean())
 
 
 # Every metric of kdspectra.metrics.geometry, in the order the geometry table shows them
