@@ -81,6 +81,28 @@ def test_teacher_spectrum_has_no_alignment_and_default_alpha_fit(spectrum_files)
     assert stats["per_class_effective_rank"] > 0
 
 
+@pytest.mark.parametrize(
+    ("fit", "window", "reason"),
+    [
+        ([2, 20], [2, 20], None),  # inside the rank (24): fitted as asked
+        ([10, 100], [10, 25], "window [10, 100) clipped to [10, 25) at rank 24"),
+        ([22, 60], [22, 25], "3 eigenvalue(s) in the window, fewer than 5"),  # α not reported
+    ],
+)
+def test_spectrum_json_records_the_fitted_window_and_why(
+    spectrum_files, fit, window, reason
+) -> None:
+    """Beside α: the window asked for, the one fitted after clipping at the rank, and the
+    reason when it was clipped or α is NaN (null when the whole window was fitted)."""
+    stats = _spectrum(spectrum_files, False, {"alpha_req_fit": fit})
+    assert stats["alpha_req_fit"] == fit and stats["alpha_req_window"] == window
+    if reason is None:
+        assert stats["alpha_req_reason"] is None and math.isfinite(stats["alpha_req"])
+    else:
+        assert reason in stats["alpha_req_reason"]
+    assert math.isnan(stats["alpha_req"]) == (stats["alpha_req_points"] < 5)
+
+
 @pytest.mark.parametrize("fit", [[20, 10], [0, 5], [10], [1.5, 9]])
 def test_bad_alpha_fit_names_the_config_key(spectrum_files, fit) -> None:
     with pytest.raises(ArtifactError, match=r"evaluation\.alpha_req_fit"):

@@ -56,6 +56,8 @@ def _measure_spectrum(inputs: Named, outputs: Named, params: Named) -> None:
     (rows L2-normalised first), ``norm_cv`` and ``rank_ceiling``, and beside them every
     metric of :func:`kdspectra.metrics.geometry.geometry_metrics` (RankMe, participation ratio,
     stable rank, α-ReQ with its R², fit bounds ``params.alpha_req_fit`` and point count,
+    the window actually fitted (``alpha_req_window``, clipped at the rank) and
+    ``alpha_req_reason`` (why α is NaN or how the window was clipped; null when neither),
     uniformity with its subsample size): researchers compare several and each catches
     what ER misses. For students (those with an ``inputs.teacher``, the teacher's test
     embeddings) also ``cos_to_teacher`` and ``linear_cka`` to the teacher on the same
@@ -73,7 +75,7 @@ def _measure_spectrum(inputs: Named, outputs: Named, params: Named) -> None:
     ``fidelity_gain`` = (cos_to_teacher − c0)/(1 − c0); NaN where an input is missing.
     Both values and stats must be named in ``outputs``.
     """
-    from kdspectra.metrics.geometry import geometry_metrics
+    from kdspectra.metrics.geometry import alpha_req_fit, geometry_metrics
     from kdspectra.metrics.spectrum import (
         effective_rank_from_singular_values,
         norm_cv,
@@ -96,6 +98,9 @@ def _measure_spectrum(inputs: Named, outputs: Named, params: Named) -> None:
     )
     sv = singular_values(emb)
     geo = geometry_metrics(emb, labels, teacher, alpha_fit=fit, centred_sv=sv)
+    # the same fit as geometry_metrics' alpha_req (same singular values and window): where
+    # it was clipped at the rank, or why α is NaN, belongs beside the value
+    power_law = alpha_req_fit(sv, *fit)
     stats: dict[str, Any] = {
         "n": int(emb.shape[0]),
         "dim": int(emb.shape[1]),
@@ -107,6 +112,8 @@ def _measure_spectrum(inputs: Named, outputs: Named, params: Named) -> None:
         # is cos_to_teacher); NaN where its labels or reference were not given
         **{m.column: geo.get(m.name, float("nan")) for m in METRICS if m.source == "geometry"},
         "alpha_req_fit": list(fit),
+        "alpha_req_window": list(power_law.window),
+        "alpha_req_reason": power_law.reason or None,
         **_guards(emb, labels, teacher, inputs.get("teacher_train")),
     }
     values = pd.DataFrame({"index": np.arange(len(sv)), "singular_value": sv})
