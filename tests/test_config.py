@@ -398,6 +398,59 @@ def test_values_a_job_would_refuse_fail_the_config_check(
         assert fragment in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("path", "value", "fragments"),
+    [
+        ("training.augment", {"crop_padding": 32}, ["training.augment.crop_padding", "32"]),
+        (
+            "training.per_student.hybrid.augment",
+            {"crop_padding": 40},
+            ["training.per_student.hybrid.augment.crop_padding", "below", "found 40"],
+        ),
+        ("teachers.clip_analogue.pretrain.crop_padding", 32, ["pretrain.crop_padding", "32"]),
+        ("training.batch_size", 1438, ["training.batch_size", "1437 train images", "'digits'"]),
+        ("training.per_student.cnn_s", {"batch_size": 2000}, ["per_student.cnn_s.batch_size"]),
+        ("teachers.dinov2_analogue.pretrain.batch_size", 1500, ["pretrain.batch_size", "1437"]),
+        ("teachers.clip_analogue.image_size", 64, ["teachers.clip_analogue.image_size", "64"]),
+    ],
+)
+def test_training_values_bounded_by_the_data_fail_the_config_check(
+    path: str, value: Any, fragments: list[str]
+) -> None:
+    """On the demo (digits, 1,437 train images of 32x32): the view pipeline refuses a crop
+    shift of the image side, the loader a batch beyond the train split, pretraining images
+    of another size than its tower's; the config check refuses them first, naming the key,
+    the bound and the value."""
+    cfg = merged(REPO / "config" / "demo.yaml")
+    _set(path, value)(cfg)
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg, SCHEMA)
+    for fragment in fragments:
+        assert fragment in str(err.value)
+
+
+def test_factorial_overlay_crosses_both_teachers_with_both_datasets() -> None:
+    """config/factorial.yaml fills the two missing cells with the paper's teacher keys (the
+    claims pair experiments by those keys), keeping the report's CLIP and DINOv2 runs."""
+    cfg = validate_config(merged(REPO / "config" / "factorial.yaml"), SCHEMA)
+    cells = {(e["teacher"], e["dataset"]) for e in cfg["experiments"].values()}
+    teachers, datasets = ("clip_vit_b32", "dinov2_vitb14"), ("cifar10", "cifar100")
+    assert cells == {(t, d) for t in teachers for d in datasets} and len(cfg["experiments"]) == 4
+    report = cfg["report"]
+    assert (report["tables"], report["figures"]) == ("clip_cifar10", "dinov2_cifar100")
+
+
+def test_training_values_at_the_data_bounds_pass() -> None:
+    cfg = merged(REPO / "config" / "demo.yaml")
+    cfg["training"]["augment"] = {"crop_padding": 31}
+    cfg["training"]["batch_size"] = registry.TRAIN_IMAGES["sklearn-digits"]
+    cfg["teachers"]["clip_analogue"]["image_size"] = registry.IMAGE_SIDE
+    validate_config(cfg, SCHEMA)
+    paper = copy.deepcopy(PAPER)
+    paper["training"]["batch_size"] = 50_000  # CIFAR's train split
+    validate_config(paper, SCHEMA)
+
+
 @pytest.mark.parametrize("section", ["datasets", "teachers", "experiments"])
 @pytest.mark.parametrize("name", ["atk\n", "a" * 65], ids=["trailing newline", "65 chars"])
 def test_names_are_matched_whole_and_capped(section: str, name: str) -> None:

@@ -19,6 +19,7 @@ from kdspectra.data.datasets import FORMATS, OUTPUTS, prepare_dataset, write_cif
 from kdspectra.data.download import download
 from kdspectra.errors import ConfigError, DataError
 from kdspectra.io import load_npy
+from kdspectra.registry import TRAIN_IMAGES
 
 CIFAR10 = {
     "top": "cifar-10-batches-bin",
@@ -266,6 +267,7 @@ def test_digits_prepared_format(tmp_path: Path) -> None:
     out = tmp_path / "digits"
     info = prepare_dataset("sklearn-digits", None, out)
     assert (info["train"], info["test"]) == (1437, 360)
+    assert info["train"] == TRAIN_IMAGES["sklearn-digits"]  # what the config check bounds
     x_tr = load_npy(out / "train_images.npy", dtype=np.uint8, ndim=4)
     x_te = load_npy(out / "test_images.npy", dtype=np.uint8, ndim=4)
     y_tr = load_npy(out / "train_labels.npy", dtype=np.int64, rows=1437)

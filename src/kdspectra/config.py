@@ -21,8 +21,10 @@ from kdspectra.registry import (
     CORRUPTION_SOURCES,
     DEFAULT_FORMATS,
     OFFLINE_FORMATS,
+    IMAGE_SIDE,
     TEACHER_MODEL,
     ModelId,
+    TRAIN_IMAGES,
     objective_arms,
 )
 
@@ -385,6 +387,69 @@ def _check_arms(config: Mapping[str, Any]) -> Iterator[str]:
 
 
 def _check_report(config: Mapping[str, Any]) -> Iterator[str]:
+def _crop_paddings(config: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+    """(key, value) of every crop shift a training or pretraining job will use."""
+    training = config["training"]
+    yield "training.augment.crop_padding", training["augment"]["crop_padding"]
+    for student, override in (training.get("per_student") or {}).items():
+        pad = ((override or {}).get("augment") or {}).get("crop_padding")
+        if pad is not None:
+            yield f"training.per_student.{student}.augment.crop_padding", pad
+    for name, spec in config["teachers"].items():
+        if "pretrain" in spec:
+            yield f"teachers.{name}.pretrain.crop_padding", spec["pretrain"]["crop_padding"]
+
+
+def _train_batches(config: Mapping[str, Any]) -> Iterator[tuple[str, int, str]]:
+    """(key, batch size, dataset) of every training and pretraining job's loader."""
+    training = config["training"]
+    per_student = training.get("per_student") or {}
+    for exp in enabled_experiments(config):
+        dataset = config["experiments"][exp]["dataset"]
+        for student in experiment_students(config, exp):
+            override = per_student.get(student) or {}
+            if "batch_size" in override:
+                key = f"training.per_student.{student}.batch_size"
+                yield key, override["batch_size"], dataset
+            else:
+                yield "training.batch_size", training["batch_size"], dataset
+    for name, spec in config["teachers"].items():
+        if "pretrain" in spec:
+            pre = spec["pretrain"]
+            yield f"teachers.{name}.pretrain.batch_size", pre["batch_size"], pre["dataset"]
+
+
+def _check_training(config: Mapping[str, Any]) -> Iterator[str]:
+    """Training values the jobs refuse that depend on the data, which the schema cannot
+    bound: a crop shift of at least the image side (the view pipeline refuses it,
+    :mod:`kdspectra.data.views`), a batch larger than the train split (the loader drops
+    the last partial batch: no step would run), and a teacher trained here at another
+    input size than the prepared images (pretraining does not resize)."""
+    for key, pad in _crop_paddings(config):
+        if pad >= IMAGE_SIDE:
+            yield (
+                f"config key '{key}': expected a crop shift below the images' side "
+                f"{IMAGE_SIDE} (every prepared image is {IMAGE_SIDE}x{IMAGE_SIDE}), found {pad}"
+            )
+    for key, batch, dataset in _train_batches(config):
+        if dataset not in config["datasets"]:
+            continue  # named by _check_datasets / _check_teachers
+        n = TRAIN_IMAGES.get(dataset_format(config, dataset))
+        if n is not None and batch > n:
+            yield (
+                f"config key '{key}': expected at most the {n} train images of dataset "
+                f"{dataset!r} (an epoch's last partial batch is dropped), found {batch}"
+            )
+    for name, spec in config["teachers"].items():
+        size = spec.get("image_size")
+        if "pretrain" in spec and size not in (None, IMAGE_SIDE):
+            yield (
+                f"config key 'teachers.{name}.image_size': a teacher trained here sees the "
+                f"prepared {IMAGE_SIDE}x{IMAGE_SIDE} images; expected null or {IMAGE_SIDE}, "
+                f"found {size}"
+            )
+
+
     """``report.tables`` / ``report.figures`` must name enabled experiments.
 
     Students or objectives they lack are not an error: the tables and figures those
@@ -428,5 +493,6 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dic
         _check_report,
     ):
         for problem in check(resolved):
+        _check_training,
             raise ConfigError(problem)
     return resolved

@@ -81,6 +81,17 @@ DEFAULT_FORMATS: dict[str, str] = {
 }
 # Formats that need no download (the data ships inside an installed package).
 OFFLINE_FORMATS: frozenset[str] = frozenset({"sklearn-digits"})
+# Every prepared split is uint8 N × IMAGE_SIDE × IMAGE_SIDE × 3, whatever the format (CIFAR's
+# own size; the digits are upsampled to it): the view pipeline, the teachers trained here
+# and the config check (crop shifts, their input size) rely on it.
+IMAGE_SIDE = 32
+# Train-split images of each format: CIFAR's 50,000, the digits' fixed 80 % of 1,797. The
+# training loaders drop an epoch's last partial batch, so a batch may not exceed these.
+TRAIN_IMAGES: dict[str, int] = {
+    "cifar10-binary": 50_000,
+    "cifar100-binary": 50_000,
+    "sklearn-digits": 1_437,
+}
 # The published archives (Zenodo), keyed by the config's dataset name; the config's
 # ``datasets.<name>.corruptions: {url, md5}`` defaults to these. 2.9 GB each.
 CORRUPTION_SOURCES: dict[str, dict[str, str]] = {

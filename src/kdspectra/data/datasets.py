@@ -27,12 +27,12 @@ import numpy as np
 from kdspectra.data.archives import check_member as _check_member
 from kdspectra.errors import ConfigError, DataError
 from kdspectra.io import atomic_path
-from kdspectra.registry import DATASET_FORMATS
+from kdspectra.registry import DATASET_FORMATS, IMAGE_SIDE
 
 log = logging.getLogger(__name__)
 
 FORMATS = DATASET_FORMATS  # the layouts this module reads, as the registry names them
-SIDE = 32
+SIDE = IMAGE_SIDE
 PIXELS = 3 * SIDE * SIDE  # R plane, G plane, B plane, each 32×32 row-major
 OUTPUTS = (
     "train_images.npy",
