@@ -386,7 +386,6 @@ def _check_arms(config: Mapping[str, Any]) -> Iterator[str]:
             )
 
 
-def _check_report(config: Mapping[str, Any]) -> Iterator[str]:
 def _crop_paddings(config: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
     """(key, value) of every crop shift a training or pretraining job will use."""
     training = config["training"]
@@ -450,6 +449,7 @@ def _check_training(config: Mapping[str, Any]) -> Iterator[str]:
             )
 
 
+def _check_report(config: Mapping[str, Any]) -> Iterator[str]:
     """``report.tables`` / ``report.figures`` must name enabled experiments.
 
     Students or objectives they lack are not an error: the tables and figures those
