@@ -490,9 +490,9 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dic
         _check_teachers,
         _check_experiments,
         _check_arms,
+        _check_training,
         _check_report,
     ):
         for problem in check(resolved):
-        _check_training,
             raise ConfigError(problem)
     return resolved
