@@ -20,11 +20,11 @@ from kdspectra.errors import ConfigError
 from kdspectra.registry import (
     CORRUPTION_SOURCES,
     DEFAULT_FORMATS,
-    OFFLINE_FORMATS,
     IMAGE_SIDE,
+    OFFLINE_FORMATS,
     TEACHER_MODEL,
-    ModelId,
     TRAIN_IMAGES,
+    ModelId,
     objective_arms,
 )
 
