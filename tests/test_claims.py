@@ -11,6 +11,7 @@ import pytest
 from kdspectra.paper import claim_rows, claims, claims_markdown, paper_values, tracking
 from kdspectra.paper.verdicts import CLAIMS, VERDICTS
 from test_tables import ER, RANDOM, make_noise, make_summary, teacher_summary
+from test_tradeoff import with_arms
 
 OPTS = {"tables_experiment": "clip_x", "figures_experiment": "dino_x", "chance": 0.01}
 SEEDS = (0, 1, 2)
@@ -42,7 +43,7 @@ def test_every_id_has_rows_with_the_contract_columns() -> None:
     f = judged(make_summary(SEEDS))
     assert list(f.columns) == list(claim_rows.COLUMNS)
     assert list(dict.fromkeys(f["id"])) == list(CLAIMS)
-    assert len(CLAIMS) == 16
+    assert len(CLAIMS) == 17
     assert set(f["verdict"]) <= set(VERDICTS) and set(f["verdict_raw"]) <= set(VERDICTS)
 
 
@@ -357,6 +358,8 @@ FAILS = {
     "small_student_robust": lambda s: (s, _noise_slope("cnn_s", 2.0), {}),
     "small_student_clean_cost": lambda s: (s, _noise_slope("cnn_s", 0.5, 0.5), {}),
     "large_student_brittle": lambda s: (s, _noise_slope("cnn_l", 0.1), {}),
+    "expansion_survives_projector": lambda s: (with_arms(s, {"cosine_infonce_mlp": -3.0}),
+                                               None, {}),
 }  # fmt: skip
 HOLDS = {
     "infonce_uniformity": lambda s: (_uniformity(s, -1.0, -2.0), None, {}),
@@ -365,6 +368,8 @@ HOLDS = {
     "cosine_flat": lambda s: (set_er(s, "clip_x", "cnn_l", "cosine", [16.5, 17.5, 18.5]),
                               None, {}),
     "small_student_clean_cost": lambda s: (s, _noise_slope("cnn_s", 1.0, 0.88), {}),
+    "expansion_survives_projector": lambda s: (with_arms(s, {"cosine_infonce_mlp": 8.0}),
+                                               None, {}),
 }  # fmt: skip
 
 

@@ -396,6 +396,8 @@ def final_targets():
         targets += [f"{RUN}/figures/fig5_corruptions.{ext}" for ext in ("png", "pdf")]
     figures = [f for f in FIGURES if REPORT.has(FIGURE_TABLES.get(f, f))]
     targets += [f"{RUN}/figures/{f}.{ext}" for f in figures for ext in ("png", "pdf")]
+    if REPORT.has("fig7"):  # more than one InfoNCE arm: Figure 7 and its data
+        targets += [f"{RUN}/figures/fig7_tradeoff.{ext}" for ext in ("png", "pdf")]
     for exp in enabled_experiments(config):
         e = experiment(exp)
         targets.append(f"{teacher_dir(e['dataset'], e['teacher'])}/sanity.json")
@@ -455,6 +457,10 @@ def paper_comparison_options():
 
 def claims_options():
     return report_options.claims_options(config, REPORT)
+
+
+def tradeoff_options():
+    return report_options.tradeoff_options(config, REPORT)
 
 
 # --- teachers trained here (rule pretrain_teacher) ---------------------------------

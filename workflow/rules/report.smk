@@ -18,6 +18,7 @@ localrules:
     paper_comparison,
     claims,
     figure,
+    fig7_tradeoff,
     table_html,
     verdict_summary,
 
@@ -254,6 +255,38 @@ rule figure:
         chance=chance_level(config, config["report"]["figures"]),
     script:
         "../scripts/figure.py"
+
+
+# Figure 7, the expansion's cost per λ and projector: only in a run with more than one
+# InfoNCE arm in the figures experiment (report plan "fig7").
+rule fig7_tradeoff:
+    input:
+        summary=f"{RUN}/summary.parquet",
+        # The footers name the weights each teacher's meta.json says were loaded.
+        teacher_meta=list(teacher_metas().values()),
+    output:
+        png=report(
+            f"{RUN}/figures/fig7_tradeoff.png",
+            caption="../report/fig7_tradeoff.rst",
+            category="Figures",
+            subcategory="Beyond the paper",
+            labels={
+                "figure": "Figure 7",
+                "shows": "ER vs fidelity and accuracy per λ",
+            },
+        ),
+        pdf=f"{RUN}/figures/fig7_tradeoff.pdf",
+        csv=f"{RUN}/tables/fig7.csv",
+        provenance=f"{RUN}/tables/fig7.provenance.json",
+    log:
+        f"{RUN}/logs/figures/fig7_tradeoff.log",
+    conda:
+        ENV
+    params:
+        options=tradeoff_options(),
+        provenance=provenance(),
+    script:
+        "../scripts/fig7_tradeoff.py"
 
 
 # Every table as an HTML page the report shows inline (table_sources picks its source).

@@ -56,6 +56,7 @@ from kdspectra.paper.paper_values import (
     quantity,
 )
 from kdspectra.paper.statistics import one_sample, paired
+from kdspectra.paper.tradeoff_claims import expansion_survives_projector
 from kdspectra.paper.verdicts import FAR_BELOW_RATIO, LEVEL_MARGIN, NOT_ABOVE_MARGIN, Rule
 from kdspectra.report.render import student_label
 from kdspectra.report.tables import ABLATION_STUDENTS, CNN_STUDENTS
@@ -224,4 +225,5 @@ def claims_frame(
     rows = [r for claim in GEOMETRY_CLAIMS for r in claim(run)]
     rows += tracking.spectrum_tracks_teacher(run)
     rows += robustness.robustness_rows(run, SMALL, MEDIUM, LARGE)
+    rows += expansion_survives_projector(run)
     return table(rows, random_init)

@@ -202,6 +202,13 @@ CLAIMS: dict[str, tuple[str, str]] = {
         f"against {BRITTLE_RETENTION}, holds when below; and paired t of retention L − S "
         "against 0, holds when below",
     ),
+    "expansion_survives_projector": (
+        "beyond the paper: InfoNCE's expansion survives a projector head (InfoNCE on a "
+        "SimCLR MLP head's output, ER still of the embedding the cosine loss sees)",
+        "per student and λ > 0 run with and without the head (training.infonce.projector: "
+        "[none, mlp]), paired t of ER(λ, head) − ER(cosine) against 0; the note gives the "
+        "gain without the head and the paired difference head − no head with its interval",
+    ),
 }
 
 DECISION_RULE = f"""\

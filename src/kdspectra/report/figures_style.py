@@ -17,26 +17,63 @@ Two variants of every figure are saved (:func:`save`):
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pandas as pd
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
 from kdspectra import registry
-from kdspectra.errors import ArtifactError
+from kdspectra.errors import ArtifactError, ConfigError
 from kdspectra.io import PathLike, save_figure
 from kdspectra.report.provenance import Provenance
 from kdspectra.report.render import human_params
 
 DPI = 200
-# Labels and colours of the registered objectives (one colour per objective in every figure).
-OBJECTIVE_LABELS = {o: registry.objective(o).label for o in registry.objective_names()}
-OBJECTIVE_COLOURS = {o: registry.objective(o).colour for o in registry.objective_names()}
+
+
+class _ByArm(Mapping[str, str]):
+    """Objective or objective arm (:func:`kdspectra.registry.parse_arm`) → a value, so
+    ``OBJECTIVE_LABELS.get(name, default)`` works for ``cosine_infonce_w0.3_mlp`` as for
+    ``cosine``; iterates over the registered objectives; a name that is no arm is missing."""
+
+    def __init__(self, value: Callable[[registry.Arm], str]) -> None:
+        self._value = value
+
+    def __getitem__(self, name: str) -> str:
+        try:
+            arm = registry.parse_arm(name)
+        except ConfigError:
+            raise KeyError(name) from None
+        return self._value(arm)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(registry.objective_names())
+
+    def __len__(self) -> int:
+        return len(registry.objective_names())
+
+
+def arm_colour(arm: registry.Arm) -> str:
+    """An objective's registered colour; an arm with a λ a shade of a sequential map that
+    darkens with λ (plasma without the head, viridis with it), so a sweep reads in order.
+    A head without a λ takes viridis' middle."""
+    if arm.weight is None and arm.projector == "none":
+        return registry.objective(arm.objective).colour
+    cmap = colormaps["viridis" if arm.projector == "mlp" else "plasma"]
+    t = 0.5 if arm.weight is None else arm.weight / (arm.weight + 0.3)
+    return to_hex(cmap(0.85 - 0.75 * t))
+
+
+# Labels and colours of the objectives and their arms (one colour per arm in every figure).
+OBJECTIVE_LABELS: Mapping[str, str] = _ByArm(lambda arm: arm.label)
+OBJECTIVE_COLOURS: Mapping[str, str] = _ByArm(arm_colour)
 # Figures 2 and 4 draw each objective twice: the paper's raw ER and the ER of L2-normalised
 # rows, so a radial (norm) collapse is told from a real one.
 ER_VARIANTS = {"effective_rank": "raw", "effective_rank_l2": "L2 rows"}

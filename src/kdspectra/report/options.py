@@ -74,3 +74,13 @@ def claims_options(config: Mapping[str, Any], plan: ReportPlan) -> dict[str, Any
         "noise_objective": rep["fig3_objective"],
         "omitted": plan.omitted,
     }
+
+
+def tradeoff_options(config: Mapping[str, Any], plan: ReportPlan) -> dict[str, Any]:
+    """Figure 7's options: the figures experiment, its teacher, and the students and
+    objective arms the plan found there ({} when the run has fewer than two InfoNCE arms)."""
+    built_over = plan.include.get("fig7")
+    if built_over is None:
+        return {}
+    experiment = config["report"]["figures"]
+    return {"experiment": experiment, "teacher": _teacher(config, experiment), **built_over}

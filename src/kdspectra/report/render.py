@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from kdspectra import registry
+from kdspectra.errors import ConfigError
 from kdspectra.metrics.catalog import METRICS
 from kdspectra.report.provenance import Provenance
 
@@ -67,10 +68,12 @@ def student_label(student: str, *, ablation: bool = False) -> str:
 
 
 def objective_label(objective: str) -> str:
-    """How tables and figures name an objective (``cosine + InfoNCE``)."""
-    if objective not in registry.objective_names():
+    """How tables and figures name an objective or one of its arms (``cosine + InfoNCE``,
+    ``cosine + InfoNCE λ=0.3 (MLP)``); a name that is neither is shown as it is."""
+    try:
+        return registry.parse_arm(objective).label
+    except ConfigError:
         return objective
-    return registry.objective(objective).label
 
 
 def teacher_label(teacher: str) -> str:

@@ -132,6 +132,25 @@ def figure(inputs: Named, outputs: Named, params: Named) -> None:
     )
 
 
+def fig7_tradeoff(inputs: Named, outputs: Named, params: Named) -> None:
+    """Figure 7 (the expansion's cost per λ and projector) as PNG and PDF, and its data as
+    ``outputs.csv``, from the run summary (``inputs.summary``); ``params.options`` holds
+    the experiment, its teacher, the students and the objective arms
+    (:func:`kdspectra.report.options.tradeoff_options`)."""
+    from kdspectra.report.figures_tradeoff import fig7, fig7_data
+
+    inputs, out, params = _named(inputs), _named(outputs), _named(params)
+    opts = dict(params["options"])
+    data = fig7_data(
+        pd.read_parquet(inputs["summary"]), opts["experiment"], opts["students"], opts["objectives"]
+    )
+    provenance = Provenance.from_dict(params["provenance"])
+    save_csv(out["csv"], data)
+    save_json(out["provenance"], provenance.to_dict())
+    fig7(data, experiment=opts["experiment"], teacher=opts["teacher"], provenance=provenance,
+         png=out["png"], pdf=out["pdf"])  # fmt: skip
+
+
 def table_html(inputs: Named, outputs: Named, params: Named) -> None:
     """One table as an HTML page the report shows inline (``outputs.html``), from its
     Markdown or, for CSV-only tables, its CSV (``inputs.table``); ``params.title``."""
