@@ -125,6 +125,9 @@ class PretrainRun:
     std: torch.Tensor
     checkpoint: Path
     fingerprints: dict[str, str]
+    # Resumable's projector head: a student's, for InfoNCE; pretraining has none (CLIP's
+    # projection is part of the model), so its checkpoints keep their old layout.
+    head: None = None
 
     @property
     def cuda(self) -> bool:

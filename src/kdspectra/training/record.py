@@ -52,7 +52,10 @@ class NonFiniteParametersError(KdspectraError, FloatingPointError):
 
 
 def check_parameters(run: TrainRun, where: str) -> None:
-    """Refuse to write NaN/inf parameters: a poisoned checkpoint would be resumed into."""
+    """Refuse to write NaN/inf parameters: a poisoned checkpoint would be resumed into.
+
+    ``run`` is a student's :class:`TrainRun` or a teacher's pretraining run; only the
+    former carries a projector ``head`` (the other's is None); its parameters count too."""
     params = list(run.model.named_parameters())
     if run.head is not None:
         params += [(f"projector.{n}", p) for n, p in run.head.named_parameters()]
