@@ -10,6 +10,7 @@ import pytest
 
 from kdspectra.paper import claim_rows, claims, claims_markdown, paper_values, tracking
 from kdspectra.paper.verdicts import CLAIMS, VERDICTS
+from test_recolour import with_dial
 from test_tables import ER, RANDOM, make_noise, make_summary, teacher_summary
 from test_tradeoff import with_arms
 
@@ -43,7 +44,7 @@ def test_every_id_has_rows_with_the_contract_columns() -> None:
     f = judged(make_summary(SEEDS))
     assert list(f.columns) == list(claim_rows.COLUMNS)
     assert list(dict.fromkeys(f["id"])) == list(CLAIMS)
-    assert len(CLAIMS) == 17
+    assert len(CLAIMS) == 19
     assert set(f["verdict"]) <= set(VERDICTS) and set(f["verdict_raw"]) <= set(VERDICTS)
 
 
@@ -358,6 +359,8 @@ FAILS = {
     "small_student_robust": lambda s: (s, _noise_slope("cnn_s", 2.0), {}),
     "small_student_clean_cost": lambda s: (s, _noise_slope("cnn_s", 0.5, 0.5), {}),
     "large_student_brittle": lambda s: (s, _noise_slope("cnn_l", 0.1), {}),
+    "mirror_cosine_tracks_teacher": lambda s: with_dial(s, slope=0.0, gap=5.0),
+    "mirror_infonce_above_cosine": lambda s: with_dial(s, slope=1.0, gap=-5.0),
     "expansion_survives_projector": lambda s: (with_arms(s, {"cosine_infonce_mlp": -3.0}),
                                                None, {}),
 }  # fmt: skip
@@ -368,6 +371,8 @@ HOLDS = {
     "cosine_flat": lambda s: (set_er(s, "clip_x", "cnn_l", "cosine", [16.5, 17.5, 18.5]),
                               None, {}),
     "small_student_clean_cost": lambda s: (s, _noise_slope("cnn_s", 1.0, 0.88), {}),
+    "mirror_cosine_tracks_teacher": lambda s: with_dial(s, slope=1.0, gap=5.0),
+    "mirror_infonce_above_cosine": lambda s: with_dial(s, slope=1.0, gap=5.0),
     "expansion_survives_projector": lambda s: (with_arms(s, {"cosine_infonce_mlp": 8.0}),
                                                None, {}),
 }  # fmt: skip

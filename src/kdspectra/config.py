@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from kdspectra.dials import expand_recolour, recolour_problems
 from kdspectra.errors import ConfigError
 from kdspectra.registry import (
     CORRUPTION_SOURCES,
@@ -481,7 +482,8 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dic
         for problem in check(config):
             raise ConfigError(problem)
     check_schema(config, schema)
-    resolved = fill_defaults(dict(config), schema, schema)
+    # An experiment's recolour grid becomes its cells before any cross-key check.
+    resolved = expand_recolour(fill_defaults(dict(config), schema, schema))
     for check in (
         _check_by_name,
         _check_evaluation,
@@ -489,6 +491,7 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dic
         _check_corruptions,
         _check_teachers,
         _check_experiments,
+        recolour_problems,
         _check_arms,
         _check_training,
         _check_report,

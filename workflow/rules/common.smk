@@ -1,5 +1,6 @@
 # Config validation, path helpers and input functions shared by every stage.
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from kdspectra.config import (
     probe_options,
     validate_config,
 )
+from kdspectra.dials import is_recoloured
 from kdspectra.runtime import resources as req
 from kdspectra.runtime.device import FALLBACK_ENV
 from kdspectra.errors import ConfigError
@@ -63,13 +65,23 @@ if config["allow_cpu_fallback"]:
 TORCH_THREADS = config["threads"]
 EMBED_THREADS = min(2, TORCH_THREADS)
 MODEL_RE = f"{TEACHER_MODEL}|{ModelId.pattern()}"
+# Extracted and re-coloured teachers (kdspectra.dials) write the same files under
+# embeddings/; the two wildcards keep their rules apart, so a derived teacher is never
+# extracted and an extracted one never derived. "(?!)" matches nothing (no dial).
+EXTRACTED_RE = "|".join(
+    re.escape(t) for t in config["teachers"] if not is_recoloured(config, t)
+)
+RECOLOURED_RE = "|".join(
+    re.escape(t) for t in config["teachers"] if is_recoloured(config, t)
+)
 
 
 wildcard_constraints:
     dataset=r"[A-Za-z0-9_]+",
     # Prepared data and downloads: <dataset>-<md5>, or <dataset> for built-in sets.
     data_key=r"[A-Za-z0-9_]+(-[0-9a-f]{32})?",
-    teacher=r"[A-Za-z0-9_]+",
+    teacher=EXTRACTED_RE,
+    recoloured=RECOLOURED_RE or "(?!)",
     experiment=r"[A-Za-z0-9_]+",
     student=r"[a-z_]+",
     objective=objective_pattern(),
@@ -237,6 +249,51 @@ def collect_records():
     return records
 
 
+# A re-coloured teacher's folder, written by recolour_teacher. The extraction's files, the
+# map's record, and the cached views when training uses them.
+RECOLOURED = f"{RUN}/embeddings/{{dataset}}/{{recoloured}}"
+
+
+def recolour_outputs():
+    files = {
+        "train": "train.npy",
+        "test": "test.npy",
+        "train_parquet": "train.parquet",
+        "test_parquet": "test.parquet",
+        "noisy": "test_noisy.npy",
+        "meta": "meta.json",
+        "sanity": "sanity.json",
+        "recolour": "recolour.json",
+    }
+    if config["training"]["teacher_view"] == "same":
+        files |= {"views": "train_views.npy", "views_meta": "train_views.json"}
+    return {name: f"{RECOLOURED}/{file}" for name, file in files.items()}
+
+
+def recolour_cell(wildcards):
+    """The derived teacher's ``recolour`` entry: base teacher, alpha, cone, seed."""
+    return config["teachers"][wildcards.recoloured]["recolour"]
+
+
+def recolour_input(wildcards):
+    """The base teacher's arrays the map is fitted on and applied to, and the labels."""
+    base = teacher_dir(wildcards.dataset, recolour_cell(wildcards)["teacher"])
+    inputs = {
+        "train": f"{base}/train.npy",
+        "test": f"{base}/test.npy",
+        "noisy": f"{base}/test_noisy.npy",
+        "meta": f"{base}/meta.json",
+        "train_labels": f"{data_dir(wildcards.dataset)}/train_labels.npy",
+        "test_labels": f"{data_dir(wildcards.dataset)}/test_labels.npy",
+    }
+    if config["training"]["teacher_view"] == "same":
+        inputs |= {
+            "views": f"{base}/train_views.npy",
+            "views_meta": f"{base}/train_views.json",
+        }
+    return inputs
+
+
 def collect_input(wildcards):
     return [r[k] for r in collect_records() for k in ("spectrum", "noise", "meta")]
 
@@ -401,6 +458,8 @@ def final_targets():
     for exp in enabled_experiments(config):
         e = experiment(exp)
         targets.append(f"{teacher_dir(e['dataset'], e['teacher'])}/sanity.json")
+    if MIRROR["cells"]:  # a run with a recolour dial: Figure 6 and its data
+        targets += [f"{RUN}/figures/fig6_mirror.{ext}" for ext in ("png", "pdf")]
     return targets + report_pages(targets)  # the tables as HTML pages (rule table_html)
 
 
@@ -457,6 +516,10 @@ def paper_comparison_options():
 
 def claims_options():
     return report_options.claims_options(config, REPORT)
+
+
+# The recolour dial's cells (kdspectra.dials), for Figure 6 and the mirror claims.
+MIRROR = report_options.mirror_options(config)
 
 
 def tradeoff_options():

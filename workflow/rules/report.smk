@@ -18,6 +18,7 @@ localrules:
     paper_comparison,
     claims,
     figure,
+    fig6_mirror,
     fig7_tradeoff,
     table_html,
     verdict_summary,
@@ -287,6 +288,34 @@ rule fig7_tradeoff:
         provenance=provenance(),
     script:
         "../scripts/fig7_tradeoff.py"
+
+
+# Figure 6, the mirror: only in a run with a recolour dial (MIRROR, common.smk).
+rule fig6_mirror:
+    input:
+        summary=f"{RUN}/summary.parquet",
+        # The footers name the weights each teacher's meta.json says were loaded.
+        teacher_meta=list(teacher_metas().values()),
+    output:
+        png=report(
+            f"{RUN}/figures/fig6_mirror.png",
+            caption="../report/fig6_mirror.rst",
+            category="Figures",
+            subcategory="Beyond the paper",
+            labels={"figure": "Figure 6", "shows": "student ER vs teacher ER (mirror)"},
+        ),
+        pdf=f"{RUN}/figures/fig6_mirror.pdf",
+        csv=f"{RUN}/tables/fig6.csv",
+        provenance=f"{RUN}/tables/fig6.provenance.json",
+    log:
+        f"{RUN}/logs/figures/fig6_mirror.log",
+    conda:
+        ENV
+    params:
+        cells=MIRROR["cells"],
+        provenance=provenance(),
+    script:
+        "../scripts/fig6_mirror.py"
 
 
 # Every table as an HTML page the report shows inline (table_sources picks its source).

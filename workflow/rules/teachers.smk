@@ -120,3 +120,31 @@ rule extract_teacher_views:
         },
     script:
         "../scripts/extract_teacher_views.py"
+
+
+# The mirror dial (experiments.<e>.recolour): a re-coloured teacher's files are derived
+# from its base teacher's by one invertible map fitted on the base's train rows
+# (kdspectra.models.recolour), never extracted; recolour.json records the map.
+rule recolour_teacher:
+    input:
+        unpack(recolour_input),
+    output:
+        **recolour_outputs(),
+    log:
+        f"{RUN}/logs/recolour_teacher/{{dataset}}/{{recoloured}}.log",
+    benchmark:
+        f"{RUN}/benchmarks/recolour_teacher/{{dataset}}/{{recoloured}}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        # base and new arrays in float64, and the sanity probe
+        mem_mb=array_mem(copies=6),
+        runtime=array_runtime(minutes_per_gb=60),
+    params:
+        recolour=recolour_cell,
+        probe=probe_options(config["evaluation"]),
+        knn_k=config["evaluation"]["knn_k"][0],
+        knn_temperature=config["evaluation"]["knn_temperature"],
+    script:
+        "../scripts/recolour_teacher.py"

@@ -19,6 +19,7 @@ from itertools import combinations
 
 import pandas as pd
 
+from kdspectra.dials import Cell
 from kdspectra.paper import robustness, tracking
 from kdspectra.paper.claim_rows import (
     COLUMNS,
@@ -40,6 +41,7 @@ from kdspectra.paper.expansion_claims import (
     infonce_raises_er,
     infonce_uniformity,
 )
+from kdspectra.paper.mirror_claims import mirror_rows
 from kdspectra.paper.paper_values import (
     COS,
     LARGE,
@@ -201,13 +203,16 @@ def claims_frame(
     chance: float | None = None,
     min_fidelity_gain: float = DEFAULT_MIN_FIDELITY_GAIN,
     spectra: Mapping[str, object] | None = None,
+    dial_cells: Sequence[Mapping[str, object]] = (),
 ) -> pd.DataFrame:
     """claims.csv: rows of every id (:data:`~kdspectra.paper.claim_rows.COLUMNS`).
 
     ``chance``: chance accuracy of the figures experiment (a fraction; the brittleness id is
     not tested without it). ``spectra``: Figure 1's singular values (see
     :func:`kdspectra.paper.tracking.spectrum_tracks_teacher`). ``corruptions``: the run's
-    corruptions.parquet (empty when the stage is off). With ``random_init`` every note says
+    corruptions.parquet (empty when the stage is off). ``dial_cells``: the recolour dial's
+    cells as dicts of :class:`kdspectra.dials.Cell` (the mirror ids, not tested without
+    them). With ``random_init`` every note says
     the verdicts are structural only."""
     run = Run(
         summary,
@@ -225,5 +230,6 @@ def claims_frame(
     rows = [r for claim in GEOMETRY_CLAIMS for r in claim(run)]
     rows += tracking.spectrum_tracks_teacher(run)
     rows += robustness.robustness_rows(run, SMALL, MEDIUM, LARGE)
+    rows += mirror_rows(run, [Cell(**c) for c in dial_cells])  # type: ignore[arg-type]
     rows += expansion_survives_projector(run)
     return table(rows, random_init)

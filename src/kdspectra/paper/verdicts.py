@@ -31,6 +31,7 @@ GAIN_FACTOR = 1.25
 CLEAN_COST_PP = 5.0  # "marginal clean cost": S − L clean accuracy significantly above −5 pp
 BRITTLE_RETENTION = 0.25  # "catastrophic": L keeps < 25 % of its above-chance accuracy
 TRACK_FACTOR = 2.0  # Fig. 1 "tracks": σ_i/σ_1 within a factor 2 of the teacher's
+MIRROR_SLOPE = 0.5  # the dial's "mirror": student ER moves ≥ half as much as the teacher's
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,17 @@ CLAIMS: dict[str, tuple[str, str]] = {
         "at the highest σ, L's retention (acc − chance) / (clean acc − chance), one-sample t "
         f"against {BRITTLE_RETENTION}, holds when below; and paired t of retention L − S "
         "against 0, holds when below",
+    ),
+    "mirror_cosine_tracks_teacher": (
+        "beyond the paper: a cosine student's ER follows its teacher's when only the "
+        "teacher's geometry changes (the mirror, §IV-A)",
+        "per dial of re-coloured teachers and student: per seed, the OLS slope of the cosine "
+        "student's ER on the teacher's ER across the cells; one-sample t of the slopes "
+        f"against {MIRROR_SLOPE:g} (1 = an exact mirror, 0 = the teacher is ignored)",
+    ),
+    "mirror_infonce_above_cosine": (
+        "beyond the paper: InfoNCE keeps the student's ER above cosine's at every dial cell",
+        "per dial cell, student and InfoNCE arm, paired t of ER(InfoNCE) − ER(cosine) against 0",
     ),
     "expansion_survives_projector": (
         "beyond the paper: InfoNCE's expansion survives a projector head (InfoNCE on a "

@@ -10,8 +10,10 @@ The ``report`` section names the experiment that plays the paper's CLIP/CIFAR-10
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import asdict
 from typing import Any
 
+from kdspectra.dials import dial_cells
 from kdspectra.report.plan import ReportPlan
 
 # The config sections paper_comparison.md opens with (the choices the paper leaves open).
@@ -72,8 +74,15 @@ def claims_options(config: Mapping[str, Any], plan: ReportPlan) -> dict[str, Any
         "table_students": rep["table_students"],
         "ablation_students": rep["ablation_students"],
         "noise_objective": rep["fig3_objective"],
+        "dial_cells": mirror_options(config)["cells"],
         "omitted": plan.omitted,
     }
+
+
+def mirror_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Figure 6's and the mirror claims' cells (:func:`kdspectra.dials.dial_cells`) as
+    plain dicts, so they pass through Snakemake params; [] without a recolour dial."""
+    return {"cells": [asdict(cell) for cell in dial_cells(config)]}
 
 
 def tradeoff_options(config: Mapping[str, Any], plan: ReportPlan) -> dict[str, Any]:

@@ -45,6 +45,7 @@ from kdspectra.stages.report import (
     claims,
     data_table,
     fig4_data,
+    fig6_mirror,
     fig7_tradeoff,
     figure,
     geometry_table,
@@ -59,6 +60,7 @@ from kdspectra.stages.teachers import (
     extract_teacher_noisy,
     extract_teacher_views,
     pretrain_teacher,
+    recolour_teacher,
 )
 
 __all__ = [
@@ -83,6 +85,7 @@ __all__ = [
     "extract_teacher_views",
     "fig4_data",
     "fig5",
+    "fig6_mirror",
     "fig7_tradeoff",
     "figure",
     "geometry_table",
@@ -94,6 +97,7 @@ __all__ = [
     "paper_comparison",
     "prepare_dataset",
     "pretrain_teacher",
+    "recolour_teacher",
     "resolved_config",
     "table",
     "table_html",

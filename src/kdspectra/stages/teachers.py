@@ -13,7 +13,7 @@ import numpy as np
 from kdspectra.data.embeddings import save_embeddings
 from kdspectra.data.noise import embed_noisy
 from kdspectra.errors import ConfigError
-from kdspectra.io import save_json, save_npy
+from kdspectra.io import load_json, load_npy, save_json, save_npy
 from kdspectra.stages._common import Named, _named, load_split, log
 
 
@@ -179,3 +179,56 @@ def extract_teacher_views(inputs: Named, outputs: Named, params: Named) -> None:
         "seconds": time.perf_counter() - t0,
     }
     save_json(out["meta"], meta)
+
+
+def recolour_teacher(inputs: Named, outputs: Named, params: Named) -> None:
+    """A re-coloured teacher's files, derived from its base teacher's (the mirror dial).
+
+    One map (:func:`kdspectra.models.recolour.fit_recolouring`, ``params.recolour``:
+    ``alpha``, ``cone``, ``seed``) is fitted on ``inputs.train`` and applied to every array
+    of the base teacher the pipeline reads: ``train``, ``test``, ``noisy`` (the test split
+    at every σ) and, with ``teacher_view: same``, ``views`` (K cached views). ``outputs``
+    mirror the extraction's (``train``, ``test`` with their parquet sidecars, ``noisy``,
+    ``meta``, ``sanity``, optionally ``views`` and ``views_meta``) plus ``recolour``, the
+    map's record: its parameters, the numerical rank, the target ER and the achieved ER of
+    train and test. ``meta.json`` is the base's with that record under ``recolour``, so
+    the provenance footers still name the weights behind the numbers. ``sanity.json`` is
+    recomputed (``params.probe``, ``knn_k``, ``knn_temperature``) from the new
+    embeddings: a cone moves the guards' numbers.
+    """
+    from kdspectra.data.embeddings import load_embeddings, load_labels
+    from kdspectra.metrics.sanity import teacher_sanity
+    from kdspectra.metrics.spectrum import effective_rank
+    from kdspectra.models.recolour import fit_recolouring
+
+    inp, out, params = _named(inputs), _named(outputs), _named(params)
+    cell = params["recolour"]
+    labels = {s: load_labels(inp[f"{s}_labels"]) for s in ("train", "test")}
+    base = {s: load_embeddings(inp[s], rows=len(labels[s])) for s in ("train", "test")}
+    fitted = fit_recolouring(base["train"], alpha=float(cell["alpha"]),
+                             cone=float(cell["cone"]), seed=int(cell.get("seed", 0)))  # fmt: skip
+    new = {s: fitted.apply(base[s]).astype(np.float32) for s in base}
+    for split in new:
+        save_embeddings(out[split], out[f"{split}_parquet"], new[split], labels[split], split)
+    noisy = load_npy(inp["noisy"], dtype=np.float32, ndim=3, finite=True)
+    save_npy(out["noisy"], fitted.apply(noisy).astype(np.float32))
+    if "views" in out:
+        views = load_npy(inp["views"], dtype=np.float32, ndim=3, finite=True)
+        save_npy(out["views"], fitted.apply(views).astype(np.float32))
+        save_json(out["views_meta"], load_json(inp["views_meta"]) | {"recolour": fitted.record()})
+    record = fitted.record() | {
+        "teacher": cell["teacher"],
+        "achieved_er_train": effective_rank(new["train"]),
+        "achieved_er_test": effective_rank(new["test"]),
+        "base_er_test": effective_rank(base["test"]),
+    }
+    log.info("re-coloured %s: %s", cell["teacher"], record)
+    save_json(out["recolour"], record)
+    meta = load_json(inp["meta"])
+    save_json(out["meta"], meta | {"recolour": record})
+    sanity = teacher_sanity(
+        new["train"], labels["train"], new["test"], labels["test"],
+        probe=params.get("probe"), knn_k=int(params.get("knn_k", 20)),
+        knn_temperature=float(params.get("knn_temperature", 0.07)),
+    )  # fmt: skip
+    save_json(out["sanity"], sanity | {"weights_source": meta.get("weights_source")})
