@@ -87,16 +87,24 @@ def _panel(ax: Axes, data: pd.DataFrame, col: str) -> None:
             label=f"{OBJECTIVE_LABELS.get(str(obj), obj)}, c={float(cone):g}{who}",
         )  # fmt: skip
     _cell_labels(ax, data, col)
-    values = data[[f"teacher_{col}", col]].to_numpy(dtype=float)
-    top = float(np.nanmax(values)) * 1.08 if np.isfinite(values).any() else 1.0
-    ax.plot([0, top], [0, top], color="0.3", ls=":", lw=1, label="identity (mirror)")
-    ax.set_xlim(0, top)
+    right = _top(data[f"teacher_{col}"])
+    top = _top(data[col] + data[f"{col}_std"].fillna(0.0))
+    # The identity line, clipped to the students' range: a student far below its
+    # teacher keeps its slope visible instead of being pressed onto the x axis.
+    ax.plot([0, right], [0, right], color="0.3", ls=":", lw=1, label="identity (mirror)")
+    ax.set_xlim(0, right)
     ax.set_ylim(0, top)
-    ax.set_aspect("equal", adjustable="box")
     ax.set_xlabel(f"teacher ER ({ER_VARIANTS[col]})", fontsize=8)
     ax.set_ylabel(f"student ER ({ER_VARIANTS[col]})", fontsize=8)
     ax.grid(True, alpha=0.3)
     ax.tick_params(labelsize=7)
+
+
+def _top(values: pd.Series) -> float:
+    """An axis limit 8 % above the largest finite value (1 when there is none)."""
+    finite = values.to_numpy(dtype=float)
+    finite = finite[np.isfinite(finite)]
+    return float(finite.max()) * 1.08 if finite.size and finite.max() > 0 else 1.0
 
 
 def _cell_labels(ax: Axes, data: pd.DataFrame, col: str) -> None:
@@ -126,9 +134,10 @@ def fig6(
     dials = ", ".join(dict.fromkeys(data["dial"].astype(str)))
     fig, first = new_figure(title or default, provenance, f"dial: {dials}")
     first.remove()
-    axes = [fig.add_axes((0.08 + i * 0.45, 0.2, 0.38, 0.58)) for i in range(len(ER_VARIANTS))]
+    fig.set_size_inches(10.0, 5.2)  # two panels side by side
+    axes = [fig.add_axes((0.07 + i * 0.47, 0.17, 0.4, 0.6)) for i in range(len(ER_VARIANTS))]
     for ax, col in zip(axes, ER_VARIANTS, strict=True):
         _panel(ax, data, col)
-    axes[0].legend(fontsize=6, loc="upper left", title="objective, student", title_fontsize=6)
+    axes[0].legend(fontsize=6, loc="upper left", title="objective, cone offset", title_fontsize=6)
     save(fig, png, pdf)
     return fig
