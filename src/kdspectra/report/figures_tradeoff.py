@@ -115,7 +115,14 @@ def _legend(fig: Figure, data: pd.DataFrame, markers: dict[str, str]) -> None:
         Line2D([], [], ls="", marker=m, color="0.3", label=student_label(s))
         for s, m in markers.items()
     ]
-    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=6, frameon=False)
+    fig.legend(
+        handles=handles,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 0.04),
+        ncol=4,
+        fontsize=6,
+        frameon=False,
+    )  # fmt: skip  (above the provenance footer)
 
 
 def fig7(
@@ -136,7 +143,7 @@ def fig7(
     default = "What InfoNCE's expansion costs: rank vs fidelity and accuracy, per λ"
     fig, ax0 = new_figure(title or default, provenance, subtitle(experiment, teacher))
     ax0.remove()
-    axes = [fig.add_axes((0.09 + i * 0.46, 0.25, 0.4, 0.52)) for i in range(2)]
+    axes = [fig.add_axes((0.09 + i * 0.46, 0.28, 0.4, 0.49)) for i in range(2)]
     students = list(dict.fromkeys(data["student"]))
     markers = {s: MARKERS[i % len(MARKERS)] for i, s in enumerate(students)}
     data = data.assign(infonce=data["infonce"].astype(bool))
