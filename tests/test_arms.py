@@ -186,11 +186,14 @@ def test_lambda_zero_arm_is_bit_identical_to_cosine(
     data: tuple[np.ndarray, np.ndarray], tmp_path: Path
 ) -> None:
     """The arm cosine_infonce_w0 of a sweep, built the way the workflow builds it, gives
-    cosine's weights and embeddings element for element (on the CPU)."""
-    training = validate_config(config_with(weight=SWEEP), SCHEMA)["training"]
+    cosine's weights and embeddings element for element (on the CPU), with the head too
+    (λ = 0 sends it no gradient, and it is built after the student)."""
+    training = validate_config(config_with(weight=SWEEP, projector=["none", "mlp"]), SCHEMA)[
+        "training"
+    ]
     images = data[0]
     out = {}
-    for arm in ("cosine", "cosine_infonce_w0", "cosine_infonce_w0.1"):
+    for arm in ("cosine", "cosine_infonce_w0", "cosine_infonce_w0_mlp", "cosine_infonce_w0.1"):
         cfg = _workflow_cfg(arm, training)
         paths = outputs(tmp_path, arm)
         meta = train(data, paths, cfg)
@@ -203,6 +206,9 @@ def test_lambda_zero_arm_is_bit_identical_to_cosine(
     )
     assert zero[2]["final_loss_infonce"] > 0  # computed, weighted by 0
     assert bitwise_equal(cos[0], zero[0]) and torch.equal(cos[1], zero[1])
+    head = out["cosine_infonce_w0_mlp"]
+    assert head[2]["projector"]["kind"] == "mlp"
+    assert bitwise_equal(cos[0], head[0]) and torch.equal(cos[1], head[1])
     assert not bitwise_equal(cos[0], tenth[0])  # λ > 0 moves the weights: not vacuous
 
 
