@@ -365,3 +365,10 @@ def with_dial(
 
 
 DIAL_CELLS = [asdict(c) for c in CELLS]
+
+
+def test_a_cell_name_too_long_for_a_folder_is_refused() -> None:
+    cfg = dial_config()
+    cfg["experiments"]["m" * 60] = cfg["experiments"].pop("mirror")
+    with pytest.raises(ConfigError, match=r"experiments\.m+\.recolour.*at most 64"):
+        validate_config(cfg, SCHEMA)

@@ -483,7 +483,7 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dic
             raise ConfigError(problem)
     check_schema(config, schema)
     # An experiment's recolour grid becomes its cells before any cross-key check.
-    resolved = expand_recolour(fill_defaults(dict(config), schema, schema))
+    resolved = expand_recolour(fill_defaults(dict(config), schema, schema), MAX_NAME_LENGTH)
     for check in (
         _check_by_name,
         _check_evaluation,

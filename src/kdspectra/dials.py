@@ -33,8 +33,6 @@ __all__ = [
     "recolour_problems",
 ]
 
-MAX_NAME_LENGTH = 64  # kdspectra.config.MAX_NAME_LENGTH (names become folders)
-
 
 def _number(value: float) -> str:
     """A grid value as a name part: ``0.5`` → ``0p5``, ``2.0`` → ``2``, ``1e-05`` → ``1em05``."""
@@ -95,23 +93,29 @@ def dial_cells(config: Mapping[str, Any]) -> list[Cell]:
     return cells
 
 
-def _derived_teacher(base: str, spec: Mapping[str, Any], alpha: float, cone: float,
-                     seed: int) -> dict[str, Any]:  # fmt: skip
+def _derived_teacher(
+    base: str, spec: Mapping[str, Any], alpha: float, cone: float, seed: int
+) -> dict[str, Any]:
+    """The base's entry (for the record; never trained here) plus the map's settings."""
     entry = {k: v for k, v in spec.items() if k != "pretrain"}
     return entry | {"recolour": {"teacher": base, "alpha": alpha, "cone": cone, "seed": seed}}
 
 
-def _check_name(key: str, name: str) -> None:
-    if len(name) > MAX_NAME_LENGTH:
+def _check_name(key: str, name: str, limit: int) -> None:
+    if len(name) > limit:
         raise ConfigError(
             f"config key '{key}': the cell name {name!r} has {len(name)} characters, expected "
-            f"at most {MAX_NAME_LENGTH} (it becomes a folder); shorten the experiment or "
+            f"at most {limit} (it becomes a folder); shorten the experiment or "
             "teacher name"
         )
 
 
 def _expand_one(
-    name: str, exp: Mapping[str, Any], config: Mapping[str, Any], teachers: dict[str, Any]
+    name: str,
+    exp: Mapping[str, Any],
+    config: Mapping[str, Any],
+    teachers: dict[str, Any],
+    limit: int,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """The cells of experiment ``name``; registers their derived teachers in ``teachers``."""
     key, base = f"experiments.{name}.recolour", exp["teacher"]
@@ -130,8 +134,8 @@ def _expand_one(
         for cone in grid["cone"]:
             suffix = cell_suffix(alpha, cone, seed)
             cell, teacher = f"{name}{suffix}", f"{base}{suffix}"
-            _check_name(key, cell)
-            _check_name(key, teacher)
+            _check_name(key, cell, limit)
+            _check_name(key, teacher, limit)
             derived = _derived_teacher(base, config["teachers"][base], alpha, cone, seed)
             if teachers.get(teacher, derived) != derived:
                 raise ConfigError(
@@ -142,16 +146,17 @@ def _expand_one(
             yield cell, {k: v for k, v in exp.items() if k != "recolour"} | {"teacher": teacher}
 
 
-def expand_recolour(config: Mapping[str, Any]) -> dict[str, Any]:
+def expand_recolour(config: Mapping[str, Any], max_name_length: int) -> dict[str, Any]:
     """``config`` with every enabled experiment that has a ``recolour`` grid replaced, in
-    place, by its cells (see the module docstring). A disabled one is kept as written."""
+    place, by its cells (see the module docstring). A disabled one is kept as written. A
+    cell name longer than ``max_name_length`` (names become folders) is refused."""
     experiments: dict[str, Any] = {}
     teachers = dict(config["teachers"])
     for name, exp in config["experiments"].items():
         if "recolour" not in exp or not exp.get("enabled", True):
             experiments[name] = exp
             continue
-        for cell, entry in _expand_one(name, exp, config, teachers):
+        for cell, entry in _expand_one(name, exp, config, teachers, max_name_length):
             if cell in config["experiments"] or cell in experiments:
                 raise ConfigError(
                     f"config key 'experiments.{name}.recolour': the cell experiment {cell!r} "
