@@ -17,7 +17,12 @@ import torch
 import yaml
 
 from kdspectra import registry
-from kdspectra.config import experiment_models, experiment_objectives, validate_config
+from kdspectra.config import (
+    experiment_models,
+    experiment_objectives,
+    experiment_training,
+    validate_config,
+)
 from kdspectra.errors import ConfigError
 from kdspectra.models.inference import embed_images, load_student
 from kdspectra.models.students import build_student
@@ -147,6 +152,39 @@ def test_bad_sweeps_are_refused_naming_the_key(
     with pytest.raises(ConfigError) as err:
         validate_config(config_with(**infonce), SCHEMA)
     assert f"config key '{key}'" in str(err.value) and found in str(err.value)
+
+
+def test_one_experiment_may_sweep_alone() -> None:
+    """experiments.<e>.infonce scopes a sweep: the other experiments keep their arm and
+    their jobs' training section (Snakemake's params) is the very same mapping."""
+    cfg = copy.deepcopy(PAPER)
+    cfg["experiments"]["dinov2_cifar100"]["infonce"] = {"weight": [0, 0.3], "projector": "mlp"}
+    cfg = validate_config(cfg, SCHEMA)
+    assert experiment_objectives(cfg, "clip_cifar10") == ["cosine", "cosine_infonce"]
+    assert experiment_training(cfg, "clip_cifar10") is cfg["training"]
+    assert experiment_objectives(cfg, "dinov2_cifar100") == [
+        "cosine",
+        "cosine_infonce_w0_mlp",
+        "cosine_infonce_w0.3_mlp",
+    ]
+    training = experiment_training(cfg, "dinov2_cifar100")
+    assert training["infonce"]["temperature"] == cfg["training"]["infonce"]["temperature"]
+    arm = TrainConfig.from_config(training, "cosine_infonce_w0.3_mlp", 1, "cnn_m")
+    assert (arm.infonce_weight, arm.projector) == (0.3, "mlp")
+    with pytest.raises(ConfigError, match="not an arm of this config"):
+        TrainConfig.from_config(cfg["training"], "cosine_infonce_w0.3_mlp", 1, "cnn_m")
+
+
+@pytest.mark.parametrize(
+    ("infonce", "found"),
+    [({"weight": [-1]}, "-1"), ({"weight": [1e-7, 1.0000001e-7]}, "1e-07"), ({"seed": 1}, "seed")],
+)
+def test_a_bad_experiment_sweep_names_its_key(infonce: dict[str, Any], found: str) -> None:
+    cfg = copy.deepcopy(PAPER)
+    cfg["experiments"]["clip_cifar10"]["infonce"] = infonce
+    with pytest.raises(ConfigError, match=r"config key 'experiments\.clip_cifar10\.infonce") as err:
+        validate_config(cfg, SCHEMA)
+    assert found in str(err.value)
 
 
 def test_a_per_student_weight_under_a_sweep_is_refused() -> None:

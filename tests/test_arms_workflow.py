@@ -24,11 +24,18 @@ ARMS = [
 ]
 
 
-def test_a_sweep_with_the_projector_plans_one_job_per_arm(tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["training", "experiment"])
+def test_a_sweep_with_the_projector_plans_one_job_per_arm(tmp_path: Path, where: str) -> None:
+    """The sweep set for the whole run (training.infonce) or for the one experiment
+    (experiments.<e>.infonce) plans the same jobs."""
     shutil.copy(TINY, tmp_path / "config.yaml")
     overlay = tmp_path / "sweep.yaml"
-    sweep = {"weight": [0, 0.3], "projector": ["none", "mlp"]}
-    overlay.write_text(yaml.safe_dump({"training": {"infonce": sweep}}))
+    sweep = {"infonce": {"weight": [0, 0.3], "projector": ["none", "mlp"]}}
+    scoped = {
+        "training": {"training": sweep},
+        "experiment": {"experiments": {"clip_digits": sweep}},
+    }[where]
+    overlay.write_text(yaml.safe_dump(scoped))
     out = run_snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(overlay)).stdout
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.MULTILINE))
     students = yaml.safe_load(TINY.read_text())["students"]

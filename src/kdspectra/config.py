@@ -148,11 +148,22 @@ def experiment_students(config: Mapping[str, Any], experiment: str) -> list[str]
     return list(exp.get("students") or config["students"])
 
 
+def experiment_training(config: Mapping[str, Any], experiment: str) -> Mapping[str, Any]:
+    """The ``training`` section an experiment's jobs train with: ``training`` itself, or,
+    when ``experiments.<e>.infonce`` sets a λ sweep or projector, a copy with it merged
+    over ``training.infonce`` (so the other experiments' job params stay as they were)."""
+    override = config["experiments"][experiment].get("infonce")
+    if not override:
+        return config["training"]
+    training = config["training"]
+    return {**training, "infonce": {**training["infonce"], **override}}
+
+
 def experiment_objectives(config: Mapping[str, Any], experiment: str) -> list[str]:
     """The experiment's objective arms: each of its ``objectives`` expanded over the λ and
-    projector settings of ``training.infonce`` (:func:`kdspectra.registry.objective_arms`;
-    without a sweep, the objectives themselves)."""
-    infonce = config["training"]["infonce"]
+    projector settings of its ``training.infonce`` (:func:`experiment_training`,
+    :func:`kdspectra.registry.objective_arms`; without a sweep, the objectives themselves)."""
+    infonce = experiment_training(config, experiment)["infonce"]
     weight, projector = infonce["weight"], infonce.get("projector", "none")
     return [
         arm.name
@@ -370,19 +381,22 @@ def _check_experiments(config: Mapping[str, Any]) -> Iterator[str]:
 def _check_arms(config: Mapping[str, Any]) -> Iterator[str]:
     """A λ list names one arm per value (distinct folder names), and a per-student λ would
     contradict the arm names, so ``per_student`` may not set one under a list."""
-    training = config["training"]
-    try:
-        for exp in enabled_experiments(config):
+    sweeps = []
+    for exp in enabled_experiments(config):
+        try:
             experiment_objectives(config, exp)
-    except ConfigError as exc:
-        yield str(exc)
-    if not isinstance(training["infonce"]["weight"], list):
+        except ConfigError as exc:
+            own = "weight" in config["experiments"][exp].get("infonce", {})
+            yield str(exc).replace("'training.infonce", f"'experiments.{exp}.infonce", int(own))
+        if isinstance(experiment_training(config, exp)["infonce"]["weight"], list):
+            sweeps.append(exp)
+    if not sweeps:
         return
-    for student, override in training.get("per_student", {}).items():
+    for student, override in config["training"].get("per_student", {}).items():
         if "weight" in (override or {}).get("infonce", {}):
             yield (
-                f"config key 'training.per_student.{student}.infonce.weight': "
-                "training.infonce.weight is a list (each λ is an objective arm named by its "
+                f"config key 'training.per_student.{student}.infonce.weight': the weight of "
+                f"experiment {sweeps[0]!r} is a list (each λ is an objective arm named by its "
                 f"value); expected no per-student λ, found {override['infonce']['weight']!r}"
             )
 

@@ -20,6 +20,7 @@ from kdspectra.config import (
     enabled_experiments,
     experiment_models,
     experiment_students,
+    experiment_training,
     load_schema,
     needs_download,
     probe_options,

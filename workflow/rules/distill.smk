@@ -31,7 +31,8 @@ rule train_student:
         student=lambda wc: wc.student,
         objective=lambda wc: wc.objective,
         seed=lambda wc: int(wc.seed),
-        training=config["training"],
+        # the experiment's own λ sweep / projector merged over training.infonce, if any
+        training=lambda wc: experiment_training(config, wc.experiment),
         device=training_device(),
         data_dir=lambda wc: data_dir(experiment(wc.experiment)["dataset"]),
         checkpoint=checkpoint_path,
