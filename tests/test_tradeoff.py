@@ -172,3 +172,19 @@ def test_figure_7_only_with_more_than_one_infonce_arm() -> None:
     assert not plan.has("table2") and any("table2" in n for n in plan.omitted)
     _, plan = planned(projector=["none", "mlp"])  # one λ, both settings: two arms
     assert plan.has("fig7") and plan.has("table2")
+
+
+def test_figure_3_and_the_robustness_claims_may_name_an_arm() -> None:
+    """In a sweep report.fig3_objective names the arm Figure 3 and the noise claims use."""
+    cfg = copy.deepcopy(PAPER)
+    cfg["training"]["infonce"]["weight"] = [0, 1]
+    cfg["report"]["fig3_objective"] = "cosine_infonce_w1"
+    cfg = validate_config(cfg, SCHEMA)
+    plan = plan_report(cfg)
+    assert plan.has("fig3") and not plan.has("table2")
+    from kdspectra.report.options import claims_options, table_options
+
+    assert table_options(cfg, plan, "fig3")["objective"] == "cosine_infonce_w1"
+    assert claims_options(cfg, plan)["noise_objective"] == "cosine_infonce_w1"
+    cfg["report"]["fig3_objective"] = "cosine_infonce_w0.5"  # an arm this run lacks
+    assert not plan_report(cfg).has("fig3")

@@ -27,6 +27,7 @@ from kdspectra.registry import (
     TRAIN_IMAGES,
     ModelId,
     objective_arms,
+    parse_arm,
 )
 
 # The schema and its validator live in kdspectra.schema; callers import these from here.
@@ -472,6 +473,11 @@ def _check_report(config: Mapping[str, Any]) -> Iterator[str]:
     (:func:`kdspectra.report.plan.plan_report`).
     """
     enabled = enabled_experiments(config)
+    fig3 = config["report"]["fig3_objective"]
+    try:
+        parse_arm(fig3)
+    except ConfigError as exc:
+        yield f"config key 'report.fig3_objective': {exc}"
     for key in ("tables", "figures"):
         exp = config["report"][key]
         if exp not in enabled:
