@@ -188,3 +188,17 @@ def test_figure_3_and_the_robustness_claims_may_name_an_arm() -> None:
     assert claims_options(cfg, plan)["noise_objective"] == "cosine_infonce_w1"
     cfg["report"]["fig3_objective"] = "cosine_infonce_w0.5"  # an arm this run lacks
     assert not plan_report(cfg).has("fig3")
+
+
+def test_the_claim_and_figure_7_follow_a_sweep_scoped_to_another_experiment() -> None:
+    s = make_summary(SEEDS)
+    other = s[s["experiment"] == "clip_x"].assign(experiment="sweep_x")
+    s = with_arms(pd.concat([s, other], ignore_index=True), SWEEP, experiment="sweep_x")
+    primary = projector_rows(judged(s)).query("primary")
+    assert len(primary) == 3 and primary["quantity"].str.contains("(sweep_x)", regex=False).all()
+    cfg = copy.deepcopy(PAPER)
+    cfg["experiments"]["clip_cifar10"]["infonce"] = {"projector": ["none", "mlp"]}
+    cfg = validate_config(cfg, SCHEMA)
+    opts = tradeoff_options(cfg, plan_report(cfg))
+    assert opts["experiment"] == "clip_cifar10" and opts["teacher"] == "clip_vit_b32"
+    assert opts["objectives"] == ["cosine", "cosine_infonce", "cosine_infonce_mlp"]

@@ -258,8 +258,8 @@ rule figure:
         "../scripts/figure.py"
 
 
-# Figure 7, the expansion's cost per λ and projector: only in a run with more than one
-# InfoNCE arm in the figures experiment (report plan "fig7").
+# Figure 7, the expansion's cost per λ and projector: only in a run where an experiment
+# (the figures one first) runs more than one InfoNCE arm (report plan "fig7").
 rule fig7_tradeoff:
     input:
         summary=f"{RUN}/summary.parquet",

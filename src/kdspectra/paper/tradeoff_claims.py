@@ -86,11 +86,13 @@ def _rows(run: Run, experiment: str, student: str, arm: registry.Arm, plain: str
 
 
 def expansion_survives_projector(run: Run) -> list[Row]:
-    """Per experiment (tables, figures), student and λ > 0 run with and without the head:
+    """Per experiment (the tables and figures ones first, then every other the summary
+    holds, e.g. one that sweeps alone), student and λ > 0 run with and without the head:
     the gain over cosine with the head, paired t against 0 (see the module docstring)."""
     rows: list[Row] = []
     found_head = False
-    for exp in dict.fromkeys((run.tables_experiment, run.figures_experiment)):
+    others = run.summary["experiment"].astype(str)
+    for exp in dict.fromkeys((run.tables_experiment, run.figures_experiment, *others)):
         for arm, plain in head_pairs(run, exp):
             found_head = True
             students = [

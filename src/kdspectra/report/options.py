@@ -86,10 +86,10 @@ def mirror_options(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def tradeoff_options(config: Mapping[str, Any], plan: ReportPlan) -> dict[str, Any]:
-    """Figure 7's options: the figures experiment, its teacher, and the students and
-    objective arms the plan found there ({} when the run has fewer than two InfoNCE arms)."""
+    """Figure 7's options: the experiment the plan chose (the figures one, or the one that
+    sweeps), its teacher, its students and objective arms ({} when no experiment runs
+    more than one InfoNCE arm)."""
     built_over = plan.include.get("fig7")
     if built_over is None:
         return {}
-    experiment = config["report"]["figures"]
-    return {"experiment": experiment, "teacher": _teacher(config, experiment), **built_over}
+    return {"teacher": _teacher(config, built_over["experiment"]), **built_over}

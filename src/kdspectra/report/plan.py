@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kdspectra import registry
-from kdspectra.config import experiment_objectives, experiment_students
+from kdspectra.config import enabled_experiments, experiment_objectives, experiment_students
 
 # Report artifacts, in the order a reader meets them.
 ARTIFACTS = (
@@ -43,7 +43,7 @@ class ReportPlan:
     """The artifacts to build (name → the students/objectives each one is built over)
     and, for each artifact left out, one line saying why."""
 
-    include: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    include: dict[str, dict[str, Any]] = field(default_factory=dict)
     omitted: list[str] = field(default_factory=list)
 
     def has(self, artifact: str) -> bool:
@@ -57,6 +57,18 @@ def _ran(config: Mapping[str, Any], exp: str, wanted: list[str]) -> list[str]:
 
 def _infonce_arms(objectives: list[str]) -> list[str]:
     return [o for o in objectives if registry.objective(registry.parse_arm(o).objective).infonce]
+
+
+def _tradeoff(config: Mapping[str, Any], fex: str) -> dict[str, Any]:
+    """Figure 7's experiment, students and arms: the figures experiment when it runs more
+    than one InfoNCE arm, else the first enabled experiment that does (a sweep scoped to
+    one experiment, ``experiments.<e>.infonce``); {} when none does."""
+    for exp in dict.fromkeys([fex, *enabled_experiments(config)]):
+        arms = experiment_objectives(config, exp)
+        students = _ran(config, exp, list(config["report"]["table_students"]))
+        if students and len(_infonce_arms(arms)) > 1:
+            return {"experiment": exp, "students": students, "objectives": arms}
+    return {}
 
 
 def plan_report(config: Mapping[str, Any]) -> ReportPlan:
@@ -108,8 +120,9 @@ def plan_report(config: Mapping[str, Any]) -> ReportPlan:
     else:
         plan.include["fig1_spectrum"] = {}
     # Figure 7 (the expansion's cost per λ / projector): more than one InfoNCE arm.
-    if figure_s and len(_infonce_arms(objectives[fex])) > 1:
-        plan.include["fig7"] = {"students": figure_s, "objectives": objectives[fex]}
+    tradeoff = _tradeoff(config, fex)
+    if tradeoff:
+        plan.include["fig7"] = tradeoff
     # Common corruptions (tables/corruptions, Figure 5): opt-in, evaluation.corruptions.
     if config.get("evaluation", {}).get("corruptions"):
         plan.include["corruptions"] = {}
