@@ -302,7 +302,10 @@ rule fig6_mirror:
             caption="../report/fig6_mirror.rst",
             category="Figures",
             subcategory="Beyond the paper",
-            labels={"figure": "Figure 6", "shows": "student ER vs teacher ER (mirror)"},
+            labels={
+                "figure": "Figure 6",
+                "shows": "student ER vs teacher ER (mirror)",
+            },
         ),
         pdf=f"{RUN}/figures/fig6_mirror.pdf",
         csv=f"{RUN}/tables/fig6.csv",
