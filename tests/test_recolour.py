@@ -259,10 +259,25 @@ def judged(summary: pd.DataFrame, cells=CELLS) -> pd.DataFrame:
     return table(mirror_rows(run, cells))
 
 
-def slope_row(frame: pd.DataFrame, measure: str = "raw ER") -> pd.Series:
+def slope_row(frame: pd.DataFrame, measure: str = "raw ER", cone: float = 0.0) -> pd.Series:
     rows = frame[(frame["id"] == "mirror_cosine_tracks_teacher") & (frame["measure"] == measure)]
-    assert len(rows) == 1
+    if len(rows) > 1:  # one row per cone offset
+        rows = rows[rows["quantity"].str.contains(f"c={cone:g})", regex=False)]
+    assert len(rows) == 1, rows["quantity"].tolist()
     return rows.iloc[0]
+
+
+def test_one_slope_per_cone_and_a_guard_stops_only_its_cone() -> None:
+    """The raw ER does not see c: cells of one cone offset make one slope over α, and a
+    cone whose cosine students learned too little (fidelity guard) leaves the other's
+    slope judged."""
+    summary = dial_summary(lambda ter, k: ter + k)
+    cone = summary["experiment"].map({c.experiment: c.cone for c in CELLS})
+    summary["fidelity_gain"] = np.where(cone == 3.0, 0.05, 0.8)
+    f = judged(summary)
+    assert slope_row(f)["verdict"] == "holds" and "3 cells" in slope_row(f)["note"]
+    stopped = slope_row(f, cone=3.0)
+    assert stopped["verdict"] == "not tested" and "fidelity_gain 0.05" in stopped["note"]
 
 
 def test_a_mirroring_student_holds_with_slope_one() -> None:
@@ -318,7 +333,7 @@ def test_claims_frame_hooks_the_mirror_rows() -> None:
     assert slope_row(f)["verdict"] == "holds"
     assert f.loc[f["id"] == "cosine_far_below_teacher", "verdict"].ne("not tested").any()
     none = claims_frame(summary, make_noise(seeds), **opts)
-    assert slope_row(none)["verdict"] == "not tested"
+    assert slope_row(none)["verdict"] == "not tested" and "no recolour" in slope_row(none)["note"]
 
 
 # ---------------------------------------------------------------- Figure 6

@@ -2,8 +2,12 @@
 cosine student's effective rank follow its teacher's when only the teacher's geometry
 changes, and does InfoNCE stay above cosine in every cell?
 
-``mirror_cosine_tracks_teacher``, per dial, student and ER measure: the slope of the
-cosine student's ER on the teacher's ER across the dial's cells. The teacher's ER is one
+``mirror_cosine_tracks_teacher``, per dial, cone offset c, student and ER measure: the
+slope of the cosine student's ER on the teacher's ER across the dial's cells of that c
+(the decays α). One slope per c, not one over every cell: the raw ER does not see c, so
+cells that differ only in c share a teacher ER while c itself moves the student (a cone
+is harder to fit), and a guard that stops a cone's cells leaves the other cone's slope
+tested. The teacher's ER is one
 fixed number per cell; the student's varies with the seed, and within one seed the
 cells share the student's initialisation and data order. So the slope is fitted once per
 seed (ordinary least squares over the cells) and the per-seed slopes, which are
@@ -72,11 +76,13 @@ def _students(run: Run, cells: Sequence[Cell], objective: str) -> list[str]:
 
 
 def _slope_row(run: Run, name: str, cells: Sequence[Cell], student: str, m: str) -> Row:
+    """One slope row over ``cells`` (one dial, one cone offset)."""
     claim_id = "mirror_cosine_tracks_teacher"
-    q = quantity(f"slope of {student_label(student)} cosine ER on teacher ER ({name})", m)
+    label = f"slope of {student_label(student)} cosine ER on teacher ER over α"
+    q = quantity(f"{label} ({name}, c={cells[0].cone:g})", m)
     teacher = [run.teacher_value(c.experiment, m) for c in cells]
     if len(cells) < 2 or np.isnan(teacher).any() or np.ptp(teacher) == 0:
-        why = f"dial {name!r} needs at least 2 cells with distinct teacher ER, found {teacher}"
+        why = f"{q}: needs at least 2 cells (α values) with distinct teacher ER, found {teacher}"
         return not_tested(claim_id, ER_MEASURES[m], q, why, m == PRIMARY_ER)
     per_cell = {c.experiment: run.series(c.experiment, student, COS, m) for c in cells}
     frame = pd.concat(per_cell, axis=1, join="inner").dropna()
@@ -97,8 +103,11 @@ def mirror_cosine_tracks_teacher(run: Run, cells: Sequence[Cell]) -> list[Row]:
         if not students:
             why = f"dial {name!r} has no student distilled with cosine in every cell"
             rows.append(not_tested("mirror_cosine_tracks_teacher", "raw ER", "slope", why))
+        cones = {c.cone: [x for x in members if x.cone == c.cone] for c in members}
         for s in students:
-            rows += [_slope_row(run, name, members, s, m) for m in _measures(run)]
+            rows += [
+                _slope_row(run, name, cone, s, m) for cone in cones.values() for m in _measures(run)
+            ]
     return rows or [not_tested("mirror_cosine_tracks_teacher", "raw ER", "slope", NO_DIAL)]
 
 

@@ -206,8 +206,9 @@ CLAIMS: dict[str, tuple[str, str]] = {
     "mirror_cosine_tracks_teacher": (
         "beyond the paper: a cosine student's ER follows its teacher's when only the "
         "teacher's geometry changes (the mirror, §IV-A)",
-        "per dial of re-coloured teachers and student: per seed, the OLS slope of the cosine "
-        "student's ER on the teacher's ER across the cells; one-sample t of the slopes "
+        "per dial of re-coloured teachers, cone offset c and student: per seed, the OLS slope "
+        "of the cosine student's ER on the teacher's ER across the cells of that c (over α); "
+        "one-sample t of the slopes "
         f"against {MIRROR_SLOPE:g} (1 = an exact mirror, 0 = the teacher is ignored)",
     ),
     "mirror_infonce_above_cosine": (
