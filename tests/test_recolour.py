@@ -20,7 +20,7 @@ import yaml
 import conftest
 from kdspectra import stages
 from kdspectra.config import load_schema, validate_config
-from kdspectra.dials import Cell, cell_suffix, dial_cells
+from kdspectra.dials import Cell, base_teacher, cell_suffix, dial_cells
 from kdspectra.errors import ConfigError
 from kdspectra.metrics.sanity import mean_pairwise_cosine
 from kdspectra.metrics.spectrum import effective_rank
@@ -387,3 +387,9 @@ def test_a_cell_name_too_long_for_a_folder_is_refused() -> None:
     cfg["experiments"]["m" * 60] = cfg["experiments"].pop("mirror")
     with pytest.raises(ConfigError, match=r"experiments\.m+\.recolour.*at most 64"):
         validate_config(cfg, SCHEMA)
+
+
+def test_base_teacher_stands_for_its_cells() -> None:
+    cfg = validate_config(dial_config(), SCHEMA)
+    assert base_teacher(cfg, "clip_small_a0p5_c3") == "clip_small"
+    assert base_teacher(cfg, "clip_small") == "clip_small"

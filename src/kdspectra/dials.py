@@ -26,6 +26,7 @@ from kdspectra.errors import ConfigError
 
 __all__ = [
     "Cell",
+    "base_teacher",
     "cell_suffix",
     "dial_cells",
     "expand_recolour",
@@ -69,6 +70,11 @@ class Cell:
 def is_recoloured(config: Mapping[str, Any], teacher: str) -> bool:
     """True when ``teachers.<teacher>`` is derived by re-colouring (not extracted)."""
     return "recolour" in config["teachers"].get(teacher, {})
+
+
+def base_teacher(config: Mapping[str, Any], teacher: str) -> str:
+    """The extracted teacher behind ``teacher``: its ``recolour.teacher``, or itself."""
+    return str(config["teachers"].get(teacher, {}).get("recolour", {}).get("teacher", teacher))
 
 
 def dial_cells(config: Mapping[str, Any]) -> list[Cell]:

@@ -26,7 +26,7 @@ from kdspectra.config import (
     probe_options,
     validate_config,
 )
-from kdspectra.dials import is_recoloured
+from kdspectra.dials import base_teacher, is_recoloured
 from kdspectra.runtime import resources as req
 from kdspectra.runtime.device import FALLBACK_ENV
 from kdspectra.errors import ConfigError
@@ -335,11 +335,14 @@ def training_device():
 
 
 def teacher_metas():
-    """Teacher -> its meta.json, which records the weights the extract stage loaded."""
+    """Teacher -> its meta.json, which records the weights the extract stage loaded. A
+    re-coloured teacher loaded none: its base stands for it (one footer entry per
+    network, not one per dial cell)."""
     metas = {}
     for exp in enabled_experiments(config):
         e = experiment(exp)
-        metas[e["teacher"]] = f"{teacher_dir(e['dataset'], e['teacher'])}/meta.json"
+        teacher = base_teacher(config, e["teacher"])
+        metas[teacher] = f"{teacher_dir(e['dataset'], teacher)}/meta.json"
     return metas
 
 
