@@ -205,9 +205,14 @@ def test_stage_derives_every_file_with_one_train_fitted_map(tmp_path: Path) -> N
     (base / "meta.json").write_text(json.dumps({"weights_source": "w.safetensors", "params": 7}))
     inputs |= {k: base / f"{k}.npy" for k in ("train", "test", "noisy")}
     inputs["meta"] = base / "meta.json"
+    # teacher_view: same: the cached views (K × N × D) get the map too
+    np.save(base / "views.npy", np.stack([train, train * 0.9]).astype(np.float32))
+    (base / "views.json").write_text(json.dumps({"teacher_views_k": 2}))
+    inputs |= {"views": base / "views.npy", "views_meta": base / "views.json"}
     names = ["train", "test", "train_parquet", "test_parquet", "noisy", "meta", "sanity"]
     outputs = {k: out / f"{k}.out" for k in names} | {"recolour": out / "recolour.json"}
-    outputs |= {k: out / f"{k}.npy" for k in ("train", "test", "noisy")}
+    outputs |= {k: out / f"{k}.npy" for k in ("train", "test", "noisy", "views")}
+    outputs["views_meta"] = out / "views_meta.out"
     cell = {"teacher": "base", "alpha": 2.0, "cone": 3.0, "seed": 1}
     probe = {"seed": 0, "Cs": [1.0], "max_iter": 50}
     stages.recolour_teacher(inputs, outputs, {"recolour": cell, "probe": probe, "knn_k": 5})
@@ -225,6 +230,9 @@ def test_stage_derives_every_file_with_one_train_fitted_map(tmp_path: Path) -> N
     assert meta["recolour"]["cone"] == 3.0
     sanity = json.loads(outputs["sanity"].read_text())
     assert sanity["mean_pairwise_cosine"] > 0.7  # the cone, measured by the guard
+    views = np.load(out / "views.npy")
+    np.testing.assert_allclose(views[1], rc.apply(0.9 * train.astype(np.float32)), atol=1e-4)
+    assert json.loads((out / "views_meta.out").read_text())["recolour"]["alpha"] == 2.0
 
 
 # ---------------------------------------------------------------- claims
