@@ -522,12 +522,12 @@ def claims_options():
     return report_options.claims_options(config, REPORT)
 
 
-# The recolour dial's cells (kdspectra.dials), for Figure 6 and the mirror claims.
-MIRROR = report_options.mirror_options(config)
-
-
 def tradeoff_options():
     return report_options.tradeoff_options(config, REPORT)
+
+
+# The recolour dial's cells (kdspectra.dials), for Figure 6 and the mirror claims.
+MIRROR = report_options.mirror_options(config)
 
 
 # --- teachers trained here (rule pretrain_teacher) ---------------------------------

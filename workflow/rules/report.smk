@@ -258,6 +258,37 @@ rule figure:
         "../scripts/figure.py"
 
 
+# Figure 6, the mirror: only in a run with a recolour dial (MIRROR, common.smk).
+rule fig6_mirror:
+    input:
+        summary=f"{RUN}/summary.parquet",
+        # The footers name the weights each teacher's meta.json says were loaded.
+        teacher_meta=list(teacher_metas().values()),
+    output:
+        png=report(
+            f"{RUN}/figures/fig6_mirror.png",
+            caption="../report/fig6_mirror.rst",
+            category="Figures",
+            subcategory="Beyond the paper",
+            labels={
+                "figure": "Figure 6",
+                "shows": "student ER vs teacher ER (mirror)",
+            },
+        ),
+        pdf=f"{RUN}/figures/fig6_mirror.pdf",
+        csv=f"{RUN}/tables/fig6.csv",
+        provenance=f"{RUN}/tables/fig6.provenance.json",
+    log:
+        f"{RUN}/logs/figures/fig6_mirror.log",
+    conda:
+        ENV
+    params:
+        cells=MIRROR["cells"],
+        provenance=provenance(),
+    script:
+        "../scripts/fig6_mirror.py"
+
+
 # Figure 7, the expansion's cost per λ and projector: only in a run where an experiment
 # (the figures one first) runs more than one InfoNCE arm (report plan "fig7").
 rule fig7_tradeoff:
@@ -288,37 +319,6 @@ rule fig7_tradeoff:
         provenance=provenance(),
     script:
         "../scripts/fig7_tradeoff.py"
-
-
-# Figure 6, the mirror: only in a run with a recolour dial (MIRROR, common.smk).
-rule fig6_mirror:
-    input:
-        summary=f"{RUN}/summary.parquet",
-        # The footers name the weights each teacher's meta.json says were loaded.
-        teacher_meta=list(teacher_metas().values()),
-    output:
-        png=report(
-            f"{RUN}/figures/fig6_mirror.png",
-            caption="../report/fig6_mirror.rst",
-            category="Figures",
-            subcategory="Beyond the paper",
-            labels={
-                "figure": "Figure 6",
-                "shows": "student ER vs teacher ER (mirror)",
-            },
-        ),
-        pdf=f"{RUN}/figures/fig6_mirror.pdf",
-        csv=f"{RUN}/tables/fig6.csv",
-        provenance=f"{RUN}/tables/fig6.provenance.json",
-    log:
-        f"{RUN}/logs/figures/fig6_mirror.log",
-    conda:
-        ENV
-    params:
-        cells=MIRROR["cells"],
-        provenance=provenance(),
-    script:
-        "../scripts/fig6_mirror.py"
 
 
 # Every table as an HTML page the report shows inline (table_sources picks its source).

@@ -230,6 +230,6 @@ def claims_frame(
     rows = [r for claim in GEOMETRY_CLAIMS for r in claim(run)]
     rows += tracking.spectrum_tracks_teacher(run)
     rows += robustness.robustness_rows(run, SMALL, MEDIUM, LARGE)
-    rows += mirror_rows(run, [Cell(**c) for c in dial_cells])  # type: ignore[arg-type]
     rows += expansion_survives_projector(run)
+    rows += mirror_rows(run, [Cell(**c) for c in dial_cells])  # type: ignore[arg-type]
     return table(rows, random_init)

@@ -132,6 +132,22 @@ def figure(inputs: Named, outputs: Named, params: Named) -> None:
     )
 
 
+def fig6_mirror(inputs: Named, outputs: Named, params: Named) -> None:
+    """Figure 6 (the mirror) as PNG and PDF, and its data as ``outputs.csv``, from the run
+    summary (``inputs.summary``) and the dial's cells (``params.cells``: dicts of
+    :class:`kdspectra.dials.Cell`'s fields)."""
+    from kdspectra.dials import Cell
+    from kdspectra.report.figures_mirror import fig6, fig6_data
+
+    inputs, out, params = _named(inputs), _named(outputs), _named(params)
+    cells = [Cell(**c) for c in params["cells"]]
+    data = fig6_data(pd.read_parquet(inputs["summary"]), cells)
+    provenance = Provenance.from_dict(params["provenance"])
+    save_csv(out["csv"], data)
+    save_json(out["provenance"], provenance.to_dict())
+    fig6(data, provenance=provenance, png=out["png"], pdf=out["pdf"])
+
+
 def fig7_tradeoff(inputs: Named, outputs: Named, params: Named) -> None:
     """Figure 7 (the expansion's cost per λ and projector) as PNG and PDF, and its data as
     ``outputs.csv``, from the run summary (``inputs.summary``); ``params.options`` holds
@@ -149,22 +165,6 @@ def fig7_tradeoff(inputs: Named, outputs: Named, params: Named) -> None:
     save_json(out["provenance"], provenance.to_dict())
     fig7(data, experiment=opts["experiment"], teacher=opts["teacher"], provenance=provenance,
          png=out["png"], pdf=out["pdf"])  # fmt: skip
-
-
-def fig6_mirror(inputs: Named, outputs: Named, params: Named) -> None:
-    """Figure 6 (the mirror) as PNG and PDF, and its data as ``outputs.csv``, from the run
-    summary (``inputs.summary``) and the dial's cells (``params.cells``: dicts of
-    :class:`kdspectra.dials.Cell`'s fields)."""
-    from kdspectra.dials import Cell
-    from kdspectra.report.figures_mirror import fig6, fig6_data
-
-    inputs, out, params = _named(inputs), _named(outputs), _named(params)
-    cells = [Cell(**c) for c in params["cells"]]
-    data = fig6_data(pd.read_parquet(inputs["summary"]), cells)
-    provenance = Provenance.from_dict(params["provenance"])
-    save_csv(out["csv"], data)
-    save_json(out["provenance"], provenance.to_dict())
-    fig6(data, provenance=provenance, png=out["png"], pdf=out["pdf"])
 
 
 def table_html(inputs: Named, outputs: Named, params: Named) -> None:
