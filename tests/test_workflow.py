@@ -78,6 +78,28 @@ def test_factorial_overlay_plans_both_teachers_on_both_datasets(tmp_path: Path) 
         assert f"students/{exp}/cnn_s/cosine/seed2" in out, exp
 
 
+@pytest.mark.parametrize(
+    ("base", "overlay"),
+    [("config/demo.yaml", "config/mirror-demo.yaml"), (None, "config/mirror.yaml")],
+)
+def test_mirror_configs_plan_the_dial_and_the_sweep(
+    tmp_path: Path, base: str | None, overlay: str
+) -> None:
+    """Both mirror configs (offline and paper scale): 6 re-coloured teachers derived from
+    one extraction, 6 cells x 2 objectives + 7 arms (cosine; 3 lambdas x 2 projector
+    settings), 3 seeds each, and Figures 6 and 7. A dry run needs no network."""
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    files = [str(REPO / f) for f in (base, overlay) if f]
+    out = run_snakemake(tmp_path, "-n", "--cores", "8", "--configfile", *files).stdout
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.MULTILINE))
+    assert int(counts["train_student"]) == (6 * 2 + 7) * 3
+    assert int(counts["recolour_teacher"]) == 6 and int(counts["extract_teacher"]) == 1
+    assert int(counts["fig6_mirror"]) == 1 and int(counts["fig7_tradeoff"]) == 1
+    for arm in ("cosine_infonce_w0.1_mlp", "cosine_infonce_w1"):
+        assert f"students/tradeoff_clip/cnn_m/{arm}/seed2" in out, arm
+    assert "students/mirror_clip_a3_c3/cnn_m/cosine_infonce/seed0" in out
+
+
 def test_dry_run_lists_whole_dag(tmp_path: Path) -> None:
     shutil.copy(TINY, tmp_path / "config.yaml")
     out = run_snakemake(tmp_path, "-n", "--cores", "1").stdout
