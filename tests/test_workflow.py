@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 import conftest
+from kdspectra.paper.claim_rows import COLUMNS as CLAIM_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "data" / "tiny_config.yaml"
@@ -248,9 +249,15 @@ def test_snakemake_report_renders(tiny_run: Path) -> None:
 
 def test_claims_both_ers_and_provenance_sidecars(tiny_run: Path) -> None:
     claims = pd.read_csv(tiny_run / "tables" / "claims.csv")
-    head = ["claim", "quantity", "paper", "ours", "ci_low", "ci_high", "n_seeds", "verdict"]
-    assert list(claims.columns[:8]) == head
-    assert set(claims["verdict"]) <= {"holds", "fails", "inconclusive", "not tested"}
+    assert tuple(claims.columns) == CLAIM_COLUMNS  # the file keeps its declared contract
+    assert set(claims["verdict"]) <= {
+        "holds",
+        "fails",
+        "inconclusive",
+        "underpowered",
+        "not tested",
+    }
+    assert claims["primary"].any()  # every claim declares its primary measure
     assert "holds" not in set(claims["verdict"])  # one seed: at most inconclusive
     assert claims["note"].str.contains("random-init").all()
     assert "Decision rule" in (tiny_run / "tables" / "claims.md").read_text()
