@@ -10,23 +10,32 @@ parsing stays instant (Snakemake re-parses the Snakefile for every cluster job).
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
+# The lookups on a validated config live in kdspectra.config_lookup; callers import them
+# from here or from there.
+from kdspectra.config_lookup import HUB_PREFIXES as HUB_PREFIXES
+from kdspectra.config_lookup import WEIGHT_SUFFIXES as WEIGHT_SUFFIXES
+from kdspectra.config_lookup import corruption_key as corruption_key
+from kdspectra.config_lookup import corruption_source as corruption_source
+from kdspectra.config_lookup import data_key as data_key
+from kdspectra.config_lookup import dataset_format as dataset_format
+from kdspectra.config_lookup import dataset_of_key as dataset_of_key
+from kdspectra.config_lookup import enabled_experiments as enabled_experiments
+from kdspectra.config_lookup import experiment_models as experiment_models
+from kdspectra.config_lookup import experiment_objectives as experiment_objectives
+from kdspectra.config_lookup import experiment_students as experiment_students
+from kdspectra.config_lookup import experiment_training as experiment_training
+from kdspectra.config_lookup import needs_download as needs_download
+from kdspectra.config_lookup import probe_options as probe_options
+from kdspectra.config_lookup import weights_file as weights_file
 from kdspectra.dials import expand_recolour, recolour_problems
 from kdspectra.errors import ConfigError
 from kdspectra.registry import (
-    CORRUPTION_SOURCES,
-    DEFAULT_FORMATS,
     IMAGE_SIDE,
-    OFFLINE_FORMATS,
-    TEACHER_MODEL,
     TRAIN_IMAGES,
-    ModelId,
-    objective_arms,
     parse_arm,
 )
 
@@ -36,10 +45,6 @@ from kdspectra.schema import check_entry as check_entry
 from kdspectra.schema import check_schema, fill_defaults, key_text
 from kdspectra.schema import load_schema as load_schema
 
-# A `pretrained` string that ends in one of these names a local weights file, not a tag.
-WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".safetensors", ".ckpt", ".npz")
-# `pretrained` / `model` prefixes that the libraries resolve themselves (never a file of ours).
-HUB_PREFIXES = ("hf-hub:", "local-dir:")
 # A run name is one folder under results/; the schema's `name` pattern says the same.
 # Matched with fullmatch: Python's `$` also matches before a trailing newline.
 RUN_NAME_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
@@ -53,148 +58,6 @@ MAX_NAME_LENGTH = 64
 # Folders under results/ that every run shares: prepared data, downloads, job logs, and
 # the benchmark reports of `make bench`.
 RESERVED_RUN_NAMES = frozenset({"data", "downloads", "logs", "bench"})
-
-
-def dataset_format(config: Mapping[str, Any], dataset: str) -> str:
-    """The archive layout of ``dataset``: explicit ``format`` or inferred from its name."""
-    spec = config["datasets"][dataset]
-    fmt = spec.get("format") or DEFAULT_FORMATS.get(dataset)
-    if fmt is None:
-        raise ConfigError(
-            f"config key 'datasets.{dataset}.format': cannot infer the archive layout from the "
-            f"name {dataset!r}; expected one of {sorted(set(DEFAULT_FORMATS.values()))}"
-        )
-    return fmt
-
-
-def needs_download(config: Mapping[str, Any], dataset: str) -> bool:
-    """True when the dataset comes from an archive (not shipped in a package)."""
-    return dataset_format(config, dataset) not in OFFLINE_FORMATS
-
-
-def data_key(config: Mapping[str, Any], dataset: str) -> str:
-    """The folder name of ``dataset``'s prepared data and download: ``<dataset>-<md5>``.
-
-    Prepared data is shared by every run in a directory, so it is named by content: two
-    configs that give the name ``cifar10`` to different archives (a mirror, a subset, a
-    fixture) get two folders and neither overwrites the other's arrays. The whole md5, not
-    a prefix: with a prefix, a typo in the last digits kept the key, Snakemake saw a changed
-    param, deleted the good archive and then the download refused the typo. Now any change
-    of md5 is a new key, and a failed download leaves the old key's files as they were.
-    Built-in sets (no archive) keep their plain name.
-    """
-    if not needs_download(config, dataset):
-        return dataset
-    return f"{dataset}-{config['datasets'][dataset]['md5']}"
-
-
-def dataset_of_key(config: Mapping[str, Any], key: str) -> str:
-    """The config's dataset name whose :func:`data_key` is ``key`` (the inverse, for rules).
-
-    Only names that ``key`` starts with are asked: a dataset no experiment uses may lack
-    the ``format`` or ``md5`` that :func:`data_key` needs.
-    """
-    names = [n for n in config["datasets"] if key == n or key.startswith(f"{n}-")]
-    for name in names:
-        if data_key(config, name) == key:
-            return name
-    raise ConfigError(
-        f"config key 'datasets': no dataset has the data key {key!r} (expected <dataset>-"
-        f"<md5> of a dataset in this config; its datasets: {sorted(config['datasets'])})"
-    )
-
-
-def corruption_source(config: Mapping[str, Any], dataset: str) -> dict[str, str]:
-    """``{url, md5}`` of ``dataset``'s corruption archive: ``datasets.<name>.corruptions``,
-    else the published archive for that name (:data:`kdspectra.registry.CORRUPTION_SOURCES`), the
-    way a dataset's ``format`` is inferred from its name."""
-
-    spec = config["datasets"][dataset].get("corruptions") or CORRUPTION_SOURCES.get(dataset)
-    if spec is None:
-        raise ConfigError(
-            f"config key 'datasets.{dataset}.corruptions': evaluation.corruptions is on but "
-            f"no corruption archive is known for {dataset!r} (defaults exist for "
-            f"{sorted(CORRUPTION_SOURCES)}); expected {{url, md5}} of a <DIR>/<corruption>.npy tar"
-        )
-    return {"url": str(spec["url"]), "md5": str(spec["md5"])}
-
-
-def corruption_key(config: Mapping[str, Any], dataset: str) -> str:
-    """The download's name: ``<dataset>-C-<md5>``, keyed by the whole md5 like the datasets."""
-    return f"{dataset}-C-{corruption_source(config, dataset)['md5']}"
-
-
-def weights_file(pretrained: Any) -> Path | None:
-    """The local weights file a ``pretrained`` value names, or None for a tag, the hub,
-    ``true`` or random init.
-
-    A string is a file when it has a path separator, a weights suffix, or exists on disk;
-    the file itself may be missing (the caller says so, naming the key).
-    """
-    if not isinstance(pretrained, str) or not pretrained or pretrained.startswith(HUB_PREFIXES):
-        return None
-    if os.sep in pretrained or pretrained.endswith(WEIGHT_SUFFIXES) or os.path.exists(pretrained):
-        return Path(os.path.expanduser(pretrained)).resolve()
-    return None
-
-
-def enabled_experiments(config: Mapping[str, Any]) -> list[str]:
-    """Names of the experiments this run computes, in config order."""
-    return [name for name, exp in config["experiments"].items() if exp.get("enabled", True)]
-
-
-def experiment_students(config: Mapping[str, Any], experiment: str) -> list[str]:
-    """The experiment's students (default: the top-level ``students`` list)."""
-    exp = config["experiments"][experiment]
-    return list(exp.get("students") or config["students"])
-
-
-def experiment_training(config: Mapping[str, Any], experiment: str) -> Mapping[str, Any]:
-    """The ``training`` section an experiment's jobs train with: ``training`` itself, or,
-    when ``experiments.<e>.infonce`` sets a λ sweep or projector, a copy with it merged
-    over ``training.infonce`` (so the other experiments' job params stay as they were)."""
-    override = config["experiments"][experiment].get("infonce")
-    if not override:
-        return config["training"]
-    training = config["training"]
-    return {**training, "infonce": {**training["infonce"], **override}}
-
-
-def experiment_objectives(config: Mapping[str, Any], experiment: str) -> list[str]:
-    """The experiment's objective arms: each of its ``objectives`` expanded over the λ and
-    projector settings of its ``training.infonce`` (:func:`experiment_training`,
-    :func:`kdspectra.registry.objective_arms`; without a sweep, the objectives themselves)."""
-    infonce = experiment_training(config, experiment)["infonce"]
-    weight, projector = infonce["weight"], infonce.get("projector", "none")
-    return [
-        arm.name
-        for o in config["experiments"][experiment]["objectives"]
-        for arm in objective_arms(o, weight, projector)
-    ]
-
-
-def experiment_models(config: Mapping[str, Any], experiment: str) -> list[str]:
-    """Model ids of an experiment: ``teacher`` and ``<student>/<objective arm>/seed<k>``."""
-    students = [
-        ModelId(s, o, k).format()
-        for s in experiment_students(config, experiment)
-        for o in experiment_objectives(config, experiment)
-        for k in config["seeds"]
-    ]
-    return [TEACHER_MODEL, *students]
-
-
-def probe_options(evaluation: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``evaluation`` section as :func:`kdspectra.metrics.probe.fit_probe` keyword arguments.
-
-    Rules pass only these (not the whole section) so that changing, say, the noise levels
-    does not re-run teacher extraction through Snakemake's params trigger.
-    """
-    return {
-        "seed": int(evaluation["probe_seed"]),
-        "Cs": [float(c) for c in evaluation["probe_cs"]],
-        "max_iter": int(evaluation["probe_max_iter"]),
-    }
 
 
 def _check_name(config: Mapping[str, Any]) -> Iterator[str]:
