@@ -6,12 +6,10 @@ experiment × model × seed; schema in ``docs/architecture.md``) and the noise l
 synthetic summaries. Experiment and student names are parameters: the paper's run and the
 offline demo use different experiment names but the same table code.
 
-Seeds: every number is the mean over seeds; when any model has more than one seed the
-``*_std`` columns (sample std, ddof = 1) and ``n_seeds`` are added and Markdown/LaTeX show
-``mean ± std``. CSV keeps exact integers for ``params``; Markdown/LaTeX show 0.50M-style.
-Accuracies are fractions in [0, 1] in data files and percentages where people read them.
-Rendering for people is :mod:`kdspectra.report.render`; the paper's numbers are
-:mod:`kdspectra.paper.comparison`.
+Seeds: every number is the mean over seeds; with more than one seed, ``*_std`` (sample
+std, ddof = 1) and ``n_seeds`` are added and Markdown/LaTeX show ``mean ± std``. CSV keeps
+exact ``params`` (Markdown/LaTeX: 0.50M) and accuracies as fractions (people read %).
+Rendering: :mod:`kdspectra.report.render`; the paper's numbers: :mod:`kdspectra.paper.comparison`.
 """
 
 from __future__ import annotations
@@ -359,18 +357,15 @@ def fig3_data(
             "objective": objective,
         }
         records += _curve_records(rows, base)
-    data = pd.DataFrame.from_records(records)
-    data["chance"] = _chance_accuracy(summary, experiment)
+    data = pd.DataFrame.from_records(records).assign(chance=_chance(summary, experiment))
     return _titled(data, f"Figure 3 data ({experiment})")
 
 
-def _chance_accuracy(summary: pd.DataFrame, experiment: str) -> float:
-    """The experiment's chance accuracy as the claims use it (the majority-class share of
-    the test labels, ``chance_accuracy``), so that Figure 3's line and the robustness rows
-    agree; NaN when the summary has none (the figure then falls back to 1 / classes)."""
-    if "chance_accuracy" not in summary.columns:
-        return float("nan")
-    return float(summary.loc[summary["experiment"] == experiment, "chance_accuracy"].mean())
+def _chance(summary: pd.DataFrame, experiment: str) -> float:
+    """The chance accuracy the robustness claims use (``chance_accuracy``, the test labels'
+    majority-class share), so Figure 3's line agrees with them; NaN without one."""
+    rows = summary[summary["experiment"] == experiment]
+    return float(rows["chance_accuracy"].mean()) if "chance_accuracy" in rows else float("nan")
 
 
 # Every metric of kdspectra.metrics.geometry, in the order the geometry table shows them
