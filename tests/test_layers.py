@@ -84,3 +84,15 @@ def test_subpackage_init_is_docstring_only(init: Path) -> None:
     body = ast.parse(init.read_text(encoding="utf-8")).body
     assert len(body) == 1 and isinstance(body[0], ast.Expr), f"{init}: docstring only"
     assert isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)
+
+
+# One concern per module: past this a module has grown a second concern (docs/architecture.md).
+MAX_MODULE_LINES = 450
+
+
+def test_no_module_is_over_the_line_limit() -> None:
+    sizes = {
+        str(p.relative_to(ROOT)): len(p.read_text().splitlines())
+        for p in (ROOT / "src" / "kdspectra").rglob("*.py")
+    }
+    assert {p: n for p, n in sizes.items() if n > MAX_MODULE_LINES} == {}
