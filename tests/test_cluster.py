@@ -62,6 +62,11 @@ LOCAL_RULES = {
     "paper_comparison",
     "claims",
     "figure",
+    "fig6_mirror",
+    "fig7_tradeoff",
+    # the report's HTML tables and its verdict summary: file conversions, seconds each
+    "table_html",
+    "verdict_summary",
 }
 SLURM_RULES = {
     "prepare_dataset",
