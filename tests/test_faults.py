@@ -48,7 +48,7 @@ from kdspectra.data.datasets import OUTPUTS, write_cifar_archive
 from kdspectra.data.download import md5sum
 from kdspectra.data.embeddings import load_embeddings
 from kdspectra.errors import ArtifactError
-from kdspectra.io import save_json, save_npy
+from kdspectra.io import array_digest, save_json, save_npy
 from kdspectra.models.students import build_student
 from kdspectra.training.config import TrainConfig
 from kdspectra.training.loop import Preempted, train_student
@@ -1295,6 +1295,33 @@ def _spectrum_of_trained_student(a: Artifacts) -> dict[str, Any]:
         {},
     )
     return json.loads((a.out / "spectrum" / "s.json").read_text())
+
+
+def test_teacher_test_rows_edited_in_place_are_refused_at_measurement(tmp_path: Path) -> None:
+    """The teacher's *test* embeddings (its own ER, every student's reference) change in
+    place with the mtime put back: measuring the teacher compares the file with the digest
+    its extraction recorded and refuses, naming the file and the meta.json. Train stays
+    unchecked when unchanged (control), and an old extraction without digests passes."""
+    from kdspectra.stages.evaluate import check_teacher_files
+
+    rng = np.random.default_rng(0)
+    files = {s: tmp_path / f"{s}.npy" for s in ("train", "test")}
+    for split, n in (("train", 40), ("test", 30)):
+        save_npy(files[split], rng.standard_normal((n, 8)).astype(np.float32))
+    meta = tmp_path / "meta.json"
+    save_json(meta, {"digests": {s: array_digest(load_embeddings(f)) for s, f in files.items()}})
+    check_teacher_files(meta, files)  # untouched: passes
+    stat = files["test"].stat()
+    emb = np.load(files["test"])
+    emb[2, 5] += 0.5
+    np.save(files["test"], emb)
+    os.utime(files["test"], ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    with pytest.raises(ArtifactError) as err:
+        check_teacher_files(meta, files)
+    assert str(files["test"]) in str(err.value) and str(meta) in str(err.value)
+    assert "test digest" in str(err.value)
+    save_json(meta, {"model": "an extraction from before the digests"})
+    check_teacher_files(meta, files)
 
 
 def test_teacher_edited_after_training_is_refused_naming_both_files(art: Artifacts) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import re
@@ -275,3 +276,16 @@ def save_figure(fig: Any, path: PathLike, *, dpi: int = 200) -> None:
     final = Path(path)
     with atomic_path(final) as tmp:
         fig.savefig(tmp, dpi=dpi, format=final.suffix.lstrip("."), bbox_inches="tight")
+
+
+def array_digest(arr: np.ndarray) -> str:
+    """BLAKE2b of an array's dtype, shape and bytes: the identity of an input file's data.
+
+    Training records it for its inputs (a checkpoint must not resume on other data) and
+    extraction for the teacher's embeddings (a file edited in place, its mtime restored,
+    must not reach a table); numpy only, so a measurement job needs no torch for it.
+    """
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{arr.dtype.str}{arr.shape}".encode())
+    h.update(memoryview(np.ascontiguousarray(arr)).cast("B"))
+    return h.hexdigest()

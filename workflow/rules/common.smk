@@ -206,6 +206,8 @@ def spectrum_input(wildcards):
         "labels": f"{data_dir(e['dataset'])}/test_labels.npy",
         # The guards' constant predictor: the teacher's normalised train mean.
         "teacher_train": f"{teacher_dir(e['dataset'], e['teacher'])}/train.npy",
+        # The digests its extraction recorded, which the teacher's files must still match.
+        "teacher_meta": f"{teacher_dir(e['dataset'], e['teacher'])}/meta.json",
     }
     if wildcards.model != "teacher":
         inputs["teacher"] = f"{teacher_dir(e['dataset'], e['teacher'])}/test.npy"

@@ -5,6 +5,8 @@ gathers them. The columns they write are :mod:`kdspectra.report.columns`'s; the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,7 +14,7 @@ import pandas as pd
 
 from kdspectra.data.embeddings import load_embeddings, load_labels
 from kdspectra.errors import ArtifactError
-from kdspectra.io import load_json, load_npy, save_json, save_parquet
+from kdspectra.io import array_digest, load_json, load_npy, save_json, save_parquet
 from kdspectra.metrics.catalog import METRICS
 from kdspectra.report.columns import (
     RUN_KEYS,
@@ -91,6 +93,12 @@ def _measure_spectrum(inputs: Named, outputs: Named, params: Named) -> None:
     width = _feature_width(inputs.get("meta")) if teacher_test is not None else None
     if teacher_test is not None:
         _check_teacher_digest(inputs.get("meta"), inputs.get("teacher_train"))
+    # the teacher's files against the digests its extraction recorded (test: the student's
+    # reference, or the teacher's own rows when the teacher is the model measured)
+    check_teacher_files(
+        inputs.get("teacher_meta"),
+        {"train": inputs.get("teacher_train"), "test": teacher_test or inputs["test"]},
+    )
     teacher = (
         load_embeddings(teacher_test, rows=emb.shape[0], dim=emb.shape[1])
         if teacher_test is not None
@@ -167,7 +175,7 @@ def _alpha_fit(params: Named) -> tuple[int, int]:
 def _check_teacher_digest(meta: PathLike | None, teacher_train: PathLike | None) -> None:
     """Refuse a teacher whose train embeddings are not the ones the student was trained on.
 
-    Training records ``inputs.teacher_digest`` (:func:`kdspectra.training.checkpoint.
+    Training records ``inputs.teacher_digest`` (:func:`kdspectra.io.
     array_digest` of the clean train targets) in the student's meta.json. A teacher file
     rewritten since (re-extracted, edited in place with its mtime restored, so Snakemake
     sees nothing) would compare the student with a teacher it never saw. With
@@ -179,8 +187,6 @@ def _check_teacher_digest(meta: PathLike | None, teacher_train: PathLike | None)
     recorded = (record.get("inputs") or {}).get("teacher_digest")
     if recorded is None or record.get("teacher_view", "clean") != "clean":
         return
-    from kdspectra.training.checkpoint import array_digest
-
     found = array_digest(load_embeddings(teacher_train))
     if found != recorded:
         raise ArtifactError(
@@ -188,6 +194,26 @@ def _check_teacher_digest(meta: PathLike | None, teacher_train: PathLike | None)
             f"records teacher_digest {recorded}, the file now hashes to {found}. Re-extract "
             f"the teacher (delete {teacher_train}) or retrain the student (delete its folder)"
         )
+
+
+def check_teacher_files(meta: PathLike | None, files: Mapping[str, PathLike | None]) -> None:
+    """Refuse a teacher file that is not what its extraction wrote: ``meta`` (the teacher's
+    meta.json) records ``digests`` of train and test; a file edited in place with its mtime
+    restored (Snakemake sees nothing) would put another teacher's numbers in the tables.
+    Extractions from before the digests were recorded are not checked."""
+    if meta is None:
+        return
+    recorded = load_json(meta).get("digests") or {}
+    for split, path in files.items():
+        if path is None or split not in recorded:
+            continue
+        found = array_digest(load_embeddings(path))
+        if found != recorded[split]:
+            raise ArtifactError(
+                f"{path}: not the teacher embeddings its extraction wrote: {meta} records "
+                f"{split} digest {recorded[split]}, the file now hashes to {found}. "
+                f"Re-extract the teacher (delete {Path(path).parent})"
+            )
 
 
 def _feature_width(meta: PathLike | None) -> int:

@@ -5,6 +5,7 @@ metrics."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import numpy as np
 from kdspectra.data.embeddings import save_embeddings
 from kdspectra.data.noise import embed_noisy
 from kdspectra.errors import ConfigError
-from kdspectra.io import load_json, load_npy, save_json, save_npy
+from kdspectra.io import array_digest, load_json, load_npy, save_json, save_npy
 from kdspectra.stages._common import Named, _named, load_split, log
 
 
@@ -62,6 +63,14 @@ def _weights(inputs: Named) -> Any:
     return _named(inputs).get("weights") or None
 
 
+def _digests(out: Mapping[str, Any]) -> dict[str, str]:
+    """:func:`kdspectra.io.array_digest` of the train and test files as written: what
+    measurement compares them with (:func:`kdspectra.stages.evaluate.check_teacher_files`)."""
+    from kdspectra.data.embeddings import load_embeddings
+
+    return {s: array_digest(load_embeddings(out[s])) for s in ("train", "test")}
+
+
 def extract_teacher(inputs: Named, outputs: Named, params: Named) -> None:
     """Teacher embeddings of train and test, a JSON of how they were made, sanity metrics.
 
@@ -92,7 +101,7 @@ def extract_teacher(inputs: Named, outputs: Named, params: Named) -> None:
         save_embeddings(out[split], out[f"{split}_parquet"], emb, labels, split)
         results[split] = (emb, labels)
     meta = {**teacher.describe(), **device_record(device), "images_per_s": rates}
-    save_json(out["meta"], meta)
+    save_json(out["meta"], meta | {"digests": _digests(out)})
     sanity = teacher_sanity(
         *results["train"],
         *results["test"],
@@ -225,7 +234,7 @@ def recolour_teacher(inputs: Named, outputs: Named, params: Named) -> None:
     log.info("re-coloured %s: %s", cell["teacher"], record)
     save_json(out["recolour"], record)
     meta = load_json(inp["meta"])
-    save_json(out["meta"], meta | {"recolour": record})
+    save_json(out["meta"], meta | {"recolour": record, "digests": _digests(out)})
     sanity = teacher_sanity(
         new["train"], labels["train"], new["test"], labels["test"],
         probe=params.get("probe"), knn_k=int(params.get("knn_k", 20)),

@@ -32,10 +32,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 
 from kdspectra.errors import ArtifactError
+from kdspectra.io import array_digest as array_digest
 from kdspectra.io import atomic_path
 
 
@@ -141,18 +141,6 @@ def catch_preemption() -> Iterator[PreemptionFlag]:
 
 
 # --------------------------------------------------------------------------- fingerprints
-
-
-def array_digest(arr: np.ndarray) -> str:
-    """BLAKE2b of an array's dtype, shape and bytes: the identity of a training input.
-
-    A checkpoint's settings say nothing about the data: a teacher re-extracted under the
-    same name (other init seed, real weights after a preemption) must not be resumed into.
-    """
-    h = hashlib.blake2b(digest_size=16)
-    h.update(f"{arr.dtype.str}{arr.shape}".encode())
-    h.update(memoryview(np.ascontiguousarray(arr)).cast("B"))
-    return h.hexdigest()
 
 
 def payload_digest(state: Any) -> str:
