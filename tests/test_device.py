@@ -13,6 +13,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from kdspectra.errors import ConfigError, DeviceError
 from kdspectra.runtime.device import (
     FALLBACK_ENV,
+    compile_model,
     device_record,
     gpu_allocated,
     limit_threads,
@@ -123,3 +124,31 @@ def test_a_non_torch_job_never_imports_torch() -> None:
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_set_deterministic_leaves_inductor_unloaded() -> None:
+    """The switch is the C call alone: importing Inductor costs every torch job seconds."""
+    code = (
+        "import sys, torch\n"
+        "from kdspectra.runtime.device import set_deterministic\n"
+        "set_deterministic(True)\n"
+        "assert torch.are_deterministic_algorithms_enabled()\n"
+        "assert not torch.is_deterministic_algorithms_warn_only_enabled()\n"
+        "print('torch._inductor' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_compile_model_carries_the_switch_into_inductor() -> None:
+    import torch._inductor.config as inductor_config
+
+    try:
+        set_deterministic(True)
+        inductor_config.deterministic = False
+        compile_model(torch.nn.Linear(2, 2))  # compiles lazily, at the first call
+        assert inductor_config.deterministic is True
+        set_deterministic(False)
+        assert inductor_config.deterministic is False  # loaded now: kept in step
+    finally:
+        set_deterministic(False)

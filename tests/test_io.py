@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from kdspectra.data.embeddings import load_embeddings, save_embeddings
 from kdspectra.errors import ArtifactError
@@ -19,6 +20,7 @@ from kdspectra.io import (
     atomic_path,
     load_json,
     load_npy,
+    parse_yaml,
     save_json,
     save_npy,
     sweep_stale_temps,
@@ -293,3 +295,9 @@ def test_torch_write_error_with_space_left_is_not_called_disk_full(tmp_path: Pat
 
     with pytest.raises(RuntimeError, match="unexpected pos"), atomic_path(tmp_path / "x.pt"):
         raise RuntimeError("unexpected pos 64 vs 0")
+
+
+def test_parse_yaml_is_the_safe_subset() -> None:
+    assert parse_yaml("a: [1, 2.5, null]\nb: {c: yes}\n") == {"a": [1, 2.5, None], "b": {"c": True}}
+    with pytest.raises(yaml.constructor.ConstructorError):
+        parse_yaml("!!python/object/apply:os.system ['true']")

@@ -244,6 +244,18 @@ def save_json(path: PathLike, obj: Any) -> None:
     save_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def parse_yaml(text: str) -> Any:
+    """Safe-load YAML text, with libyaml's C parser when PyYAML was built with it.
+
+    The same safe subset as ``yaml.safe_load``, about ten times faster: the config schema
+    is parsed by every job, and the pure-Python parser made that a visible share of a
+    short job's start-up.
+    """
+    import yaml
+
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
 def load_json(path: PathLike) -> Any:
     """Read JSON, naming the file when it is not valid JSON."""
     p = Path(path)

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
 
 from kdspectra import registry
 from kdspectra.errors import ConfigError
+from kdspectra.io import parse_yaml
 
 # The schema the Snakefile validates with; library code that receives one config entry
 # (kdspectra.models.teachers.parse_spec) validates it against the same rules.
@@ -39,7 +39,7 @@ def load_schema(path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
     here means a student or objective registered in code validates without editing the
     schema. The ``students`` and ``objectives`` defaults mean "all registered" and follow.
     """
-    schema = yaml.safe_load(Path(path).read_text())
+    schema = parse_yaml(Path(path).read_text())
     names = {
         "student": registry.student_names(),
         "objective": registry.objective_names(),

@@ -17,9 +17,9 @@ from importlib import resources
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from kdspectra.errors import ArtifactError
+from kdspectra.io import parse_yaml
 from kdspectra.paper import deviations
 from kdspectra.report import render
 from kdspectra.report.provenance import Provenance
@@ -89,7 +89,7 @@ def load_paper_numbers(text: str | None = None) -> dict[str, PaperNumber]:
     source = PAPER_NUMBERS_FILE
     if text is None:
         text = resources.files("kdspectra.paper").joinpath(PAPER_NUMBERS_FILE).read_text("utf-8")
-    data = yaml.safe_load(text)
+    data = parse_yaml(text)
     if not isinstance(data, Mapping):
         raise ArtifactError(f"{source}: expected a mapping of key -> number, found {type(data)}")
     return {str(k): _record(str(k), v, source) for k, v in data.items()}

@@ -24,7 +24,7 @@ from torch import nn
 from kdspectra.data.views import DeviceLoader, ViewParams, cached_view_params
 from kdspectra.errors import ArtifactError, DataError
 from kdspectra.models.students import build_projector, build_student
-from kdspectra.runtime.device import set_deterministic
+from kdspectra.runtime.device import compile_model, set_deterministic
 from kdspectra.training.checkpoint import array_digest
 from kdspectra.training.config import TrainConfig
 from kdspectra.training.tracking import TrackSubset, resolve_track_every
@@ -176,7 +176,7 @@ def build_run(
     total = cfg.epochs * len(loader)
     warmup = min(total, round(cfg.warmup_epochs * len(loader)))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, warmup))
-    forward = torch.compile(model) if cfg.compile else model
+    forward = compile_model(model) if cfg.compile else model
     teacher = torch.from_numpy(np.ascontiguousarray(teacher_emb, dtype=np.float32)).to(device)
     views = None
     if cfg.teacher_view == "same":
