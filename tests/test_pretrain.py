@@ -6,6 +6,7 @@ Tiny towers (24-d, one block) on 64 real digits, a few epochs: seconds each.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -162,6 +163,17 @@ def test_resume_gives_the_uninterrupted_weights(
     assert meta["resumed_from"] == {"epoch": 1, "step": 2 if how == "sigterm" else 0}
     whole, resumed = (load_file(d / "model.safetensors") for d in (tmp_path / "whole", out))
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+
+
+def test_pretraining_logs_steps_rate_and_eta(digits, tmp_path: Path, monkeypatch, caplog) -> None:
+    """A pretraining longer than the log interval (shortened here) says how far it is."""
+    monkeypatch.setattr("kdspectra.runtime.progress.INTERVAL_S", 1e-9)
+    caplog.set_level(logging.INFO, logger="kdspectra.training.pretrain")
+    train(spec("ssl", epochs=2), digits, tmp_path)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("pretrain ssl")]
+    steps = len(lines) - 1  # one line per step, then the closing one
+    assert steps >= 2 and lines[0].startswith(f"pretrain ssl: 1/{steps} step (")
+    assert "step/s, ETA" in lines[0] and lines[-1].startswith(f"pretrain ssl: done, {steps} step")
 
 
 def test_checkpoint_of_other_settings_is_refused(digits, tmp_path: Path) -> None:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -213,6 +215,29 @@ def test_resume_after_kill_matches_uninterrupted_run(
     reference = pd.read_csv(straight["paths"]["metrics_out"])
     cols = ["epoch", "loss", "loss_cos", "loss_infonce", "lr"]
     pd.testing.assert_frame_equal(resumed[cols], reference[cols], check_exact=True)
+
+
+def test_a_resumed_run_logs_its_steps_rate_and_eta_from_where_it_stopped(
+    data: tuple[np.ndarray, np.ndarray], tmp_path: Path, monkeypatch, caplog
+) -> None:
+    """Off a terminal the log is the only progress a cluster user sees: a line every
+    interval (here shortened to nothing) with steps done of all epochs, rate and ETA."""
+    paths = outputs(tmp_path)
+    with pytest.raises(Killed):
+        train(data, paths, callback=kill_at(2, 2))
+    monkeypatch.setattr("kdspectra.runtime.progress.INTERVAL_S", 1e-9)
+    caplog.set_level(logging.INFO, logger="kdspectra.training.loop")
+    train(data, paths)
+    steps = N // CFG.batch_size
+    pattern = re.compile(
+        rf"{STUDENT}/cosine_infonce: (\d+)/(\d+) step \(\d+ %\), [\d.]+ step/s, ETA"
+    )
+    found = [m.groups() for r in caplog.records if (m := pattern.match(r.getMessage()))]
+    # Resumed at the start of epoch 2: the first line counts epoch 1 as done.
+    assert found[0] == (str(steps + 1), str(CFG.epochs * steps))
+    assert len(found) == (CFG.epochs - 1) * steps
+    done = [r.getMessage() for r in caplog.records if ": done, " in r.getMessage()]
+    assert done and done[-1].startswith(f"{STUDENT}/cosine_infonce: done, {2 * steps} step")
 
 
 def test_sigusr1_checkpoints_mid_epoch_and_resumes_exactly(

@@ -41,13 +41,15 @@ def format_duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
-def _terminal_bar(total: int | None, desc: str, unit: str, show: bool | None) -> Any:
+def _terminal_bar(
+    total: int | None, desc: str, unit: str, show: bool | None, initial: int = 0
+) -> Any:
     """A tqdm bar when ``show`` (``None``: only when stderr is a terminal), else ``None``."""
     if show is False or (show is None and not sys.stderr.isatty()):
         return None
     from tqdm.auto import tqdm  # imported only when a bar is drawn
 
-    return tqdm(total=total, desc=desc, unit=unit, leave=False)
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, leave=False)
 
 
 class Progress:
@@ -57,6 +59,8 @@ class Progress:
     ``interval`` is in seconds of ``clock``; ``every`` (optional) also logs each time the
     number of updates reaches a multiple of it, for loops whose steps are slow but whose
     readers want each one. ``bar``: draw a tqdm bar (``None``: only on a terminal).
+    ``initial``: items already done before this process (a resumed run); they count
+    toward the total but not toward the rate, so the ETA is this process's pace.
     """
 
     def __init__(
@@ -66,21 +70,25 @@ class Progress:
         desc: str,
         unit: str = "it",
         logger: logging.Logger | None = None,
-        interval: float = INTERVAL_S,
+        interval: float | None = None,
         every: int | None = None,
         bar: bool | None = None,
+        initial: int = 0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if interval <= 0 or (every is not None and every < 1):
+        interval = INTERVAL_S if interval is None else interval  # read now: tests shorten it
+        if interval <= 0 or (every is not None and every < 1) or initial < 0:
             raise ValueError(
-                f"Progress: interval > 0 and every >= 1 expected, got {interval}, {every}"
+                "Progress: interval > 0, every >= 1 and initial >= 0 expected, "
+                f"got {interval}, {every}, {initial}"
             )
         self.total, self.desc, self.unit = total, desc, unit
         self.log = logger or logging.getLogger("kdspectra.progress")
         self.interval, self.every, self.clock = interval, every, clock
         self.count = self.updates = 0
+        self.initial = initial
         self.start = self.last_logged = clock()
-        self._bar = _terminal_bar(total, desc, unit, bar)
+        self._bar = _terminal_bar(total, desc, unit, bar, initial)
 
     def update(self, n: int = 1) -> None:
         """Add ``n`` finished items; log a line when the interval (or ``every``) is due."""
@@ -98,11 +106,12 @@ class Progress:
         """``desc: 1,200/5,000 img (24 %), 310 img/s, ETA 12 s`` at time ``now``."""
         elapsed = max((self.clock() if now is None else now) - self.start, 1e-9)
         rate = self.count / elapsed
-        done = f"{self.count:,}"
+        finished = self.initial + self.count
+        done = f"{finished:,}"
         if self.total:
-            left = (self.total - self.count) / rate if rate > 0 else float("inf")
+            left = (self.total - finished) / rate if rate > 0 else float("inf")
             eta = format_duration(left) if left != float("inf") else "unknown"
-            pct = 100.0 * self.count / self.total
+            pct = 100.0 * finished / self.total
             return (
                 f"{self.desc}: {done}/{self.total:,} {self.unit} ({pct:.0f} %), "
                 f"{rate:,.1f} {self.unit}/s, ETA {eta}"

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,10 +45,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from kdspectra import registry
 from kdspectra.data.views import ViewParams, apply_view, draw_view_params
+from kdspectra.runtime.progress import Progress as StepLog
 from kdspectra.training.checkpoint import (
     Preempted,
     PreemptionFlag,
@@ -69,6 +70,8 @@ from kdspectra.training.record import (
 )
 from kdspectra.training.run import TrainRun, build_run, check_inputs, warmup_cosine
 from kdspectra.training.tracking import measure, untracked
+
+log = logging.getLogger(__name__)
 
 # The training API in one import; the other modules hold the parts.
 __all__ = [
@@ -205,12 +208,13 @@ def _run_epoch(
     progress: Progress,
     flag: PreemptionFlag,
     callback: StepCallback | None,
-    show: bool | None,
+    ticker: StepLog,
 ) -> None:
     """Train epoch ``progress.epoch`` from step ``progress.step``; append its metrics row.
 
-    NaN checks and progress-bar updates sync with the device, so on CUDA they run every
-    ``check_every`` steps (and at the end of the epoch) instead of every step.
+    NaN checks and ``ticker`` updates (steps, rate, ETA in the log every ~10 s) sync with
+    the device, so on CUDA they run every ``check_every`` steps (and at the end of the
+    epoch) instead of every step.
     """
     epoch, steps, start = progress.epoch, len(run.loader), progress.step
     losses = torch.zeros(steps, 3, device=run.device)
@@ -218,31 +222,18 @@ def _run_epoch(
         losses[:start] = progress.partial_losses.to(run.device)
     gen = _epoch_generator(run, epoch, progress)
     check_every = 50 if run.cuda else 1
-    bar = tqdm(
-        total=steps,
-        initial=start,
-        desc=f"{run.student}/{run.cfg.arm_name} epoch {epoch + 1}/{run.cfg.epochs}",
-        unit="batch",
-        disable=None if show is None else not show,
-        leave=False,
-    )
     t0, checked = time.perf_counter(), start
     batches = itertools.islice(run.loader.batches(epoch), start, None)
     for step, (idx, x) in enumerate(batches, start=start + 1):
         losses[step - 1] = train_step(run, idx, x, gen)
         if step % check_every == 0 or step == steps or flag.signum is not None:
             _check_finite(losses, checked, step, epoch, steps)
-            elapsed = progress.partial_seconds + time.perf_counter() - t0
-            bar.update(step - bar.n)
-            bar.set_postfix(
-                loss=f"{float(losses[step - 1, 0]):.4f}", img_s=_rate(run, step, elapsed)
-            )
+            ticker.update(step - checked)
             checked = step
         if callback is not None:
             callback(epoch + 1, step)
         if flag.signum is not None and step < steps:
             _preempt(run, progress, flag.signum, step, gen, losses, t0)
-    bar.close()
     if run.cuda:
         torch.cuda.synchronize(run.device)
     seconds = progress.partial_seconds + time.perf_counter() - t0
@@ -263,10 +254,6 @@ def _track(run: TrainRun, epoch: int) -> dict[str, float]:
     if run.track is None or not (epoch % run.track_every == 0 or last):
         return untracked()
     return measure(run.model, run.track, run.device)
-
-
-def _rate(run: TrainRun, steps: int, seconds: float) -> str:
-    return f"{steps * run.cfg.batch_size / max(seconds, 1e-9):.0f}"
 
 
 def _preempt(
@@ -328,9 +315,14 @@ def train_student(
     run.model.train()
     if run.head is not None:
         run.head.train()
-    with catch_preemption() as flag:
+    steps = len(run.loader)
+    ticker = StepLog(
+        cfg.epochs * steps, desc=f"{student}/{cfg.arm_name}", unit="step", logger=log,
+        bar=progress_bar, initial=progress.epoch * steps + progress.step,
+    )  # fmt: skip
+    with catch_preemption() as flag, ticker:
         while progress.epoch < cfg.epochs:
-            _run_epoch(run, progress, flag, callback, progress_bar)
+            _run_epoch(run, progress, flag, callback, ticker)
             _checkpoint(run, progress)
             log_epoch(run, progress.rows[-1])
             if flag.signum is not None and progress.epoch < cfg.epochs:

@@ -42,6 +42,7 @@ from kdspectra.errors import DataError
 from kdspectra.io import atomic_path, save_json
 from kdspectra.models.towers import ImageTower, TextTower, TowerArch, arch_metadata, seeded
 from kdspectra.runtime.device import device_record, set_deterministic
+from kdspectra.runtime.progress import Progress as StepLog
 from kdspectra.training.checkpoint import (
     Preempted,
     PreemptionFlag,
@@ -264,9 +265,16 @@ def train_step(
 
 
 def _run_epoch(
-    run: PretrainRun, progress: Progress, flag: PreemptionFlag, callback: StepCallback | None
+    run: PretrainRun,
+    progress: Progress,
+    flag: PreemptionFlag,
+    callback: StepCallback | None,
+    ticker: StepLog,
 ) -> None:
-    """Train epoch ``progress.epoch`` from ``progress.step``; append its row."""
+    """Train epoch ``progress.epoch`` from ``progress.step``; append its row.
+
+    ``ticker`` logs steps done, rate and ETA over the whole run every ~10 s.
+    """
     epoch, steps, start = progress.epoch, len(run.loader), progress.step
     losses = torch.zeros(steps, 1)
     if start and progress.partial_losses is not None:
@@ -279,6 +287,7 @@ def _run_epoch(
         if step <= start:
             continue
         losses[step - 1] = train_step(run, idx, x, gen).cpu()
+        ticker.update()
         if not torch.isfinite(losses[step - 1]).all():
             raise NonFiniteLossError(
                 f"pretraining loss became {float(losses[step - 1])} at epoch {epoch + 1}, "
@@ -338,9 +347,14 @@ def pretrain(
     run = build_pretrain_run(arch, cfg, images, labels, classes, device, checkpoint)
     progress = load_checkpoint(run) if checkpoint.exists() else Progress()  # type: ignore[arg-type]
     run.model.train()
-    with catch_preemption() as flag:
+    steps = len(run.loader)
+    ticker = StepLog(
+        cfg.epochs * steps, desc=f"pretrain {cfg.objective}", unit="step", logger=log,
+        initial=progress.epoch * steps + progress.step,
+    )  # fmt: skip
+    with catch_preemption() as flag, ticker:
         while progress.epoch < cfg.epochs:
-            _run_epoch(run, progress, flag, callback)
+            _run_epoch(run, progress, flag, callback, ticker)
             _checkpoint(run, progress)
             if flag.signum is not None and progress.epoch < cfg.epochs:
                 raise Preempted(flag.signum, checkpoint, progress.epoch, len(run.loader))
