@@ -9,7 +9,7 @@ with ``--json``; ``kdspectra geometry A B …`` compares several matrices, one r
 mean cosine to it.
 ``kdspectra rank EMB`` is the short alias: the entropy effective rank the paper uses (and,
 on request, the Roy–Vetterli variant, always labelled). ``kdspectra stage-times RESULTS_DIR``
-prints which stage of a finished workflow run cost what, from Snakemake's ``benchmark:``
+prints which stage of a finished workflow run cost what, from the jobs' benchmark
 files. Bad input is a user error, not a bug: it prints one line naming the file and the
 problem and exits with status 2, without a traceback. ``kdspectra --version`` prints the
 package version and the commit of the code (the provenance footer's).

@@ -61,8 +61,7 @@ rule measure_corruptions_teacher:
         accuracy=f"{RUN}/corruptions/teachers/{{dataset}}/{{teacher}}.parquet",
     log:
         f"{RUN}/logs/measure_corruptions/teachers/{{dataset}}/{{teacher}}.log",
-    benchmark:
-        f"{RUN}/benchmarks/measure_corruptions/teachers/{{dataset}}/{{teacher}}.tsv"
+        times=f"{RUN}/benchmarks/measure_corruptions/teachers/{{dataset}}/{{teacher}}.tsv",
     conda:
         ENV
     threads: TORCH_THREADS
@@ -90,8 +89,7 @@ rule measure_corruptions_student:
         accuracy=f"{RUN}/corruptions/students/{STUDENT_KEY}.parquet",
     log:
         f"{RUN}/logs/measure_corruptions/students/{STUDENT_KEY}.log",
-    benchmark:
-        f"{RUN}/benchmarks/measure_corruptions/students/{STUDENT_KEY}.tsv"
+        times=f"{RUN}/benchmarks/measure_corruptions/students/{STUDENT_KEY}.tsv",
     conda:
         ENV
     threads: TORCH_THREADS

@@ -18,8 +18,7 @@ rule train_student:
         test_noisy=f"{STUDENT}/test_noisy.npy",
     log:
         f"{RUN}/logs/train/{STUDENT_KEY}.log",
-    benchmark:
-        f"{RUN}/benchmarks/train/{STUDENT_KEY}.tsv"
+        times=f"{RUN}/benchmarks/train/{STUDENT_KEY}.tsv",
     conda:
         ENV
     threads: TORCH_THREADS

@@ -14,8 +14,7 @@ rule measure_model:
         accuracy=f"{RUN}/noise/{{experiment}}/{{model}}.parquet",
     log:
         f"{RUN}/logs/measure_model/{{experiment}}/{{model}}.log",
-    benchmark:
-        f"{RUN}/benchmarks/measure_model/{{experiment}}/{{model}}.tsv"
+        times=f"{RUN}/benchmarks/measure_model/{{experiment}}/{{model}}.tsv",
     conda:
         ENV
     # The probe's BLAS runs on one thread (kdspectra.metrics.probe.BLAS_THREADS): more would

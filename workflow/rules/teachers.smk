@@ -11,8 +11,7 @@ rule pretrain_teacher:
         meta=f"{RUN}/teachers/{{teacher}}/meta.json",
     log:
         f"{RUN}/logs/pretrain_teacher/{{teacher}}.log",
-    benchmark:
-        f"{RUN}/benchmarks/pretrain_teacher/{{teacher}}.tsv"
+        times=f"{RUN}/benchmarks/pretrain_teacher/{{teacher}}.tsv",
     conda:
         ENV
     threads: TORCH_THREADS
@@ -42,8 +41,7 @@ rule extract_teacher:
         sanity=f"{RUN}/embeddings/{{dataset}}/{{teacher}}/sanity.json",
     log:
         f"{RUN}/logs/extract_teacher/{{dataset}}/{{teacher}}.log",
-    benchmark:
-        f"{RUN}/benchmarks/extract_teacher/{{dataset}}/{{teacher}}.tsv"
+        times=f"{RUN}/benchmarks/extract_teacher/{{dataset}}/{{teacher}}.tsv",
     conda:
         ENV
     threads: TORCH_THREADS
@@ -71,8 +69,7 @@ rule extract_teacher_noisy:
         noisy=f"{RUN}/embeddings/{{dataset}}/{{teacher}}/test_noisy.npy",
     log:
         f"{RUN}/logs/extract_teacher_noisy/{{dataset}}/{{teacher}}.log",
-    benchmark:
-        f"{RUN}/benchmarks/extract_teacher_noisy/{{dataset}}/{{teacher}}.tsv"
+        times=f"{RUN}/benchmarks/extract_teacher_noisy/{{dataset}}/{{teacher}}.tsv",
     conda:
         ENV
     threads: TORCH_THREADS
@@ -101,8 +98,7 @@ rule extract_teacher_views:
         meta=f"{RUN}/embeddings/{{dataset}}/{{teacher}}/train_views.json",
     log:
         f"{RUN}/logs/extract_teacher_views/{{dataset}}/{{teacher}}.log",
-    benchmark:
-        f"{RUN}/benchmarks/extract_teacher_views/{{dataset}}/{{teacher}}.tsv"
+        times=f"{RUN}/benchmarks/extract_teacher_views/{{dataset}}/{{teacher}}.tsv",
     conda:
         ENV
     threads: TORCH_THREADS
@@ -132,8 +128,7 @@ rule recolour_teacher:
         **recolour_outputs(),
     log:
         f"{RUN}/logs/recolour_teacher/{{dataset}}/{{recoloured}}.log",
-    benchmark:
-        f"{RUN}/benchmarks/recolour_teacher/{{dataset}}/{{recoloured}}.tsv"
+        times=f"{RUN}/benchmarks/recolour_teacher/{{dataset}}/{{recoloured}}.tsv",
     conda:
         ENV
     threads: 1

@@ -3,5 +3,5 @@
 from kdspectra import stages
 from kdspectra.runtime.logs import job
 
-with job(snakemake.log[0], snakemake.threads):
+with job(snakemake.log[0], snakemake.threads, times=snakemake.log.get("times")):
     stages.paper_comparison(snakemake.input, snakemake.output, snakemake.params)

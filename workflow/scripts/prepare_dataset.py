@@ -5,5 +5,5 @@ from kdspectra.runtime.logs import job
 
 # The dataset's config entry is no param (see data.smk): a new mirror URL must not rerun it.
 params = {**snakemake.params, "source": snakemake.config["datasets"][snakemake.params.dataset]}
-with job(snakemake.log[0], snakemake.threads):
+with job(snakemake.log[0], snakemake.threads, times=snakemake.log.get("times")):
     stages.prepare_dataset(snakemake.input, snakemake.output, params)

@@ -97,12 +97,25 @@ def exit_on_sigterm() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def job(log_path: str | Path | None, threads: int | None = None) -> Iterator[logging.Logger]:
+def job(
+    log_path: str | Path | None,
+    threads: int | None = None,
+    times: str | Path | None = None,
+) -> Iterator[logging.Logger]:
     """The context of one workflow job: its log file, its share of the CPU cores, and a
-    SIGTERM (SLURM preemption, ``kill``) that exits through cleanup (:func:`exit_on_sigterm`)."""
+    SIGTERM (SLURM preemption, ``kill``) that exits through cleanup (:func:`exit_on_sigterm`).
+
+    ``times``: where to write the job's own wall time, peak memory and CPU time when it
+    succeeds (:mod:`kdspectra.runtime.jobstats`; the rule's ``log: times=``).
+    """
+    from kdspectra.runtime.jobstats import JobStats
+
+    stats = JobStats()
     with log_to(log_path) as logger, exit_on_sigterm():
         if threads is not None:
             from kdspectra.runtime.device import limit_threads
 
             limit_threads(threads)
         yield logger
+        if times is not None:
+            stats.write(times)

@@ -1,13 +1,15 @@
-"""Which stage of a run costs what: Snakemake's ``benchmark:`` files, aggregated per rule.
+"""Which stage of a run costs what: the jobs' benchmark files, aggregated per rule.
 
 Every heavy rule of the workflow writes one benchmark file per job under
 ``results/<name>/benchmarks/<stage>/<wildcards...>.tsv`` (the first directory is the rule's
-stage name, e.g. ``train`` for ``train_student``). Snakemake measures each job from the
-outside (wall seconds ``s``, peak resident memory ``max_rss`` in MB, CPU seconds, ...), so
-these numbers include imports, model builds and file I/O that an in-process timer misses:
-they are what a user waits for. Summing them per stage answers "where does a run's time
-go?" without re-running anything; ``kdspectra stage-times RESULTS_DIR`` prints the table
-and ``benchmarks/run_all.py`` records it with every benchmark run.
+stage name, e.g. ``train`` for ``train_student``): its ``log: times=`` entry, written by the
+job itself (:mod:`kdspectra.runtime.jobstats`) in the format of Snakemake's ``benchmark:``
+files, which this module reads too. Each row holds the job's wall seconds ``s`` since its
+process started (imports, model builds and file I/O included: what a user waits for),
+its peak resident memory ``max_rss`` in MB and its CPU seconds. Summing them per stage
+answers "where does a run's time go?" without re-running anything; ``kdspectra
+stage-times RESULTS_DIR`` prints the table and ``benchmarks/run_all.py`` records it with
+every benchmark run.
 
 The job sum is *job-seconds*, not the run's wall time: Snakemake runs jobs side by side,
 so on ``--cores 2`` the wall time is lower. A file with several rows (Snakemake's
@@ -135,7 +137,7 @@ def to_markdown(table: pd.DataFrame, *, title: str | None = None) -> str:
     )
     lines += [
         "",
-        "Job-seconds from Snakemake's `benchmark:` files; jobs that ran side by side overlap, "
-        "so the run's wall time is lower than the total.",
+        "Job-seconds and peak memory as each job measured itself (`benchmarks/`); jobs that "
+        "ran side by side overlap, so the run's wall time is lower than the total.",
     ]
     return "\n".join(lines) + "\n"
