@@ -85,3 +85,18 @@ def test_the_noise_pass_logs_its_progress(caplog) -> None:
     assert any(r.getMessage().startswith("noise pass: done, 8 img") for r in caplog.records), (
         caplog.text
     )
+
+
+def test_bytes_read_in_megabytes_and_a_resumed_count(caplog) -> None:
+    clock = FakeClock()
+    log = logging.getLogger("test.progress")
+    caplog.set_level(logging.INFO, logger="test.progress")
+    with Progress(
+        200_000_000, desc="cifar.tar.gz", unit="MB", divisor=1_000_000, logger=log,
+        initial=50_000_000, clock=clock,
+    ) as progress:  # fmt: skip
+        clock.now += 12.0
+        progress.update(60_000_000)  # 5 MB/s in this process; 90 MB left
+    lines = progress_lines(caplog)
+    assert lines[0] == "cifar.tar.gz: 110.0/200.0 MB (55 %), 5.0 MB/s, ETA 18 s"
+    assert lines[1] == "cifar.tar.gz: done, 60.0 MB in 12 s (5.0 MB/s)"

@@ -23,10 +23,9 @@ import urllib.request
 from pathlib import Path
 from typing import BinaryIO
 
-from tqdm import tqdm
-
 from kdspectra.errors import ChecksumError, ConfigError, DataError
 from kdspectra.io import atomic_path
+from kdspectra.runtime.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -167,13 +166,8 @@ def _stream(
     """Copy ``response`` to ``out`` chunk by chunk, hashing on the fly; return (md5, bytes)."""
     digest = hashlib.md5(usedforsecurity=False)
     size = 0
-    bar = tqdm(
-        total=total,
-        unit="B",
-        unit_scale=True,
-        unit_divisor=1024,
-        desc=desc,
-        disable=None if progress else True,
+    bar = Progress(
+        total, desc=desc, unit="MB", divisor=1_000_000, logger=log, bar=None if progress else False
     )
     with bar:
         while True:

@@ -42,14 +42,20 @@ def format_duration(seconds: float) -> str:
 
 
 def _terminal_bar(
-    total: int | None, desc: str, unit: str, show: bool | None, initial: int = 0
+    total: int | None,
+    desc: str,
+    unit: str,
+    show: bool | None,
+    initial: int = 0,
+    divisor: float = 1,
 ) -> Any:
     """A tqdm bar when ``show`` (``None``: only when stderr is a terminal), else ``None``."""
     if show is False or (show is None and not sys.stderr.isatty()):
         return None
     from tqdm.auto import tqdm  # imported only when a bar is drawn
 
-    return tqdm(total=total, initial=initial, desc=desc, unit=unit, leave=False)
+    scale = 1 / divisor if divisor != 1 else False
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, unit_scale=scale, leave=False)
 
 
 class Progress:
@@ -61,6 +67,7 @@ class Progress:
     readers want each one. ``bar``: draw a tqdm bar (``None``: only on a terminal).
     ``initial``: items already done before this process (a resumed run); they count
     toward the total but not toward the rate, so the ETA is this process's pace.
+    ``divisor``: items per displayed ``unit`` (1e6 to count bytes in MB).
     """
 
     def __init__(
@@ -74,21 +81,22 @@ class Progress:
         every: int | None = None,
         bar: bool | None = None,
         initial: int = 0,
+        divisor: float = 1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         interval = INTERVAL_S if interval is None else interval  # read now: tests shorten it
-        if interval <= 0 or (every is not None and every < 1) or initial < 0:
+        if interval <= 0 or (every is not None and every < 1) or initial < 0 or divisor <= 0:
             raise ValueError(
-                "Progress: interval > 0, every >= 1 and initial >= 0 expected, "
-                f"got {interval}, {every}, {initial}"
+                "Progress: interval > 0, every >= 1, initial >= 0 and divisor > 0 expected, "
+                f"got {interval}, {every}, {initial}, {divisor}"
             )
         self.total, self.desc, self.unit = total, desc, unit
         self.log = logger or logging.getLogger("kdspectra.progress")
         self.interval, self.every, self.clock = interval, every, clock
         self.count = self.updates = 0
-        self.initial = initial
+        self.initial, self.divisor = initial, divisor
         self.start = self.last_logged = clock()
-        self._bar = _terminal_bar(total, desc, unit, bar, initial)
+        self._bar = _terminal_bar(total, desc, unit, bar, initial, divisor)
 
     def update(self, n: int = 1) -> None:
         """Add ``n`` finished items; log a line when the interval (or ``every``) is due."""
@@ -107,16 +115,20 @@ class Progress:
         elapsed = max((self.clock() if now is None else now) - self.start, 1e-9)
         rate = self.count / elapsed
         finished = self.initial + self.count
-        done = f"{finished:,}"
+        done, speed = self._amount(finished), f"{rate / self.divisor:,.1f} {self.unit}/s"
         if self.total:
             left = (self.total - finished) / rate if rate > 0 else float("inf")
             eta = format_duration(left) if left != float("inf") else "unknown"
             pct = 100.0 * finished / self.total
             return (
-                f"{self.desc}: {done}/{self.total:,} {self.unit} ({pct:.0f} %), "
-                f"{rate:,.1f} {self.unit}/s, ETA {eta}"
+                f"{self.desc}: {done}/{self._amount(self.total)} {self.unit} ({pct:.0f} %), "
+                f"{speed}, ETA {eta}"
             )
-        return f"{self.desc}: {done} {self.unit}, {rate:,.1f} {self.unit}/s"
+        return f"{self.desc}: {done} {self.unit}, {speed}"
+
+    def _amount(self, items: float) -> str:
+        """``1,200`` items, or ``12.5`` units of ``divisor`` items."""
+        return f"{items:,}" if self.divisor == 1 else f"{items / self.divisor:,.1f}"
 
     def close(self) -> None:
         """Log the closing line (count, total time, mean rate) and close the bar."""
@@ -126,8 +138,8 @@ class Progress:
         elapsed = self.clock() - self.start
         rate = self.count / elapsed if elapsed > 0 else float("nan")
         self.log.info(
-            "%s: done, %s %s in %s (%.1f %s/s)",
-            self.desc, f"{self.count:,}", self.unit, format_duration(elapsed), rate, self.unit,
+            "%s: done, %s %s in %s (%.1f %s/s)", self.desc, self._amount(self.count),
+            self.unit, format_duration(elapsed), rate / self.divisor, self.unit,
         )  # fmt: skip
 
     def __enter__(self) -> Progress:
