@@ -1,14 +1,19 @@
-"""Write the README's demo block from a demo run: the numbers the README quotes are generated.
+"""Write the demo's numbers from a demo run: the numbers the docs quote are generated.
 
-A README table typed by hand drifted from what ``make demo`` produces (issue 22: Student-S
-cosine ER 3.12 in the README, 2.58 in the run). This tool reads a finished run's tables and
-claims and rewrites the README between ``<!-- demo:begin -->`` and ``<!-- demo:end -->``:
-which machine and commit made the run, its wall time and per-stage table, the teachers'
-sanity numbers, every student's fidelity gain and effective rank, and the primary claim
-verdicts. With ``--replicate`` (a second run of the same config on other seeds, e.g.
-``config/demo-seeds345.yaml``) it also says which primary verdicts held on both seed sets.
+A README table typed by hand drifted from what ``make demo`` produces (Student-S cosine ER
+3.12 in the README, 2.58 in the run). This tool reads a finished run's tables and claims
+and writes two things:
 
-    python tools/demo_block.py results/demo --wall-s 583          # rewrite README.md
+* ``docs/demo-results.md``, whole: which machine and commit made the run, its wall time
+  and per-stage table, the teachers' sanity numbers, every student's fidelity gain and
+  effective rank, and the primary claim verdicts;
+* the README's short block between ``<!-- demo:begin -->`` and ``<!-- demo:end -->``: the
+  machine, the wall time, the teachers and a count of the verdicts, linking the page.
+
+With ``--replicate`` (a second run of the same config on other seeds, e.g.
+``config/demo-seeds345.yaml``) both also say which primary verdicts held on both seed sets.
+
+    python tools/demo_block.py results/demo --wall-s 583     # README.md + docs/demo-results.md
     python tools/demo_block.py results/demo --replicate results/demo_seeds345 --print
 
 The machine is the one this tool runs on, so run it where the demo ran: it refuses when
@@ -32,10 +37,12 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))  # the checkout's package, installed or not
 
+from kdspectra.paper.verdicts import VERDICTS  # noqa: E402
 from kdspectra.report.provenance import cpu_model  # noqa: E402
 from kdspectra.runtime import stagetimes  # noqa: E402
 
 BEGIN, END = "<!-- demo:begin -->", "<!-- demo:end -->"
+DOC = "docs/demo-results.md"
 FLOAT_NOTE = (
     "Float kernels (BLAS, oneDNN) differ across CPU types, so another machine's digits may "
     "differ from these; retraining on the same machine type reproduces them."
@@ -140,31 +147,52 @@ def primary_claims(run: Path) -> pd.DataFrame:
     return c[c["primary"].astype(str).str.lower() == "true"].reset_index(drop=True)
 
 
+def _replicated(rows: pd.DataFrame, replicate: Path | None) -> dict | None:
+    """(id, quantity) -> the replicate's verdict, or ``None`` without a replicate."""
+    if replicate is None:
+        return None
+    rep = primary_claims(replicate)
+    return {(r["id"], r["quantity"]): r["verdict"] for r in rep.to_dict("records")}
+
+
+def _held(rows: pd.DataFrame, other: dict) -> int:
+    return sum(other.get((r["id"], r["quantity"])) == r["verdict"] for r in rows.to_dict("records"))
+
+
 def claims_section(run: Path, replicate: Path | None) -> list[str]:
     """The primary verdicts; with ``replicate``, the other seed set's beside them."""
     rows = primary_claims(run)
-    other = None
-    if replicate is not None:
-        rep = primary_claims(replicate)
-        other = {(r["id"], r["quantity"]): r["verdict"] for r in rep.to_dict("records")}
+    other = _replicated(rows, replicate)
     head = "| id | quantity | ours [95 % CI] | verdict |"
     rule = "|---|---|---|---|"
     if other is not None:
         head += " verdict, other seeds | held |"
         rule += "---|---|"
-    lines, held = [head, rule], 0
+    lines = [head, rule]
     for r in rows.to_dict("records"):
         ours = f"{_fmt(r['ours'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
         line = f"| `{r['id']}` | {r['quantity']} | {ours} | {r['verdict']} |"
         if other is not None:
             again = other.get((r["id"], r["quantity"]), "absent")
-            same = again == r["verdict"]
-            held += same
-            line += f" {again} | {'yes' if same else '**no**'} |"
+            line += f" {again} | {'yes' if again == r['verdict'] else '**no**'} |"
         lines.append(line)
     if other is not None:
-        lines += ["", f"{held} of {len(rows)} primary verdicts are the same on both seed sets."]
+        lines += ["", f"{_held(rows, other)} of {len(rows)} primary verdicts are the same on "
+                  "both seed sets."]  # fmt: skip
     return lines
+
+
+def verdict_count_line(run: Path, replicate: Path | None) -> str:
+    """``42 primary verdicts: 0 holds, 7 fails, …``, and how many held on the replicate."""
+    rows = primary_claims(run)
+    counts = rows["verdict"].value_counts()
+    known = [f"{int(counts.get(v, 0))} {v}" for v in VERDICTS]
+    other = [f"{int(n)} {v}" for v, n in counts.items() if v not in VERDICTS]
+    line = f"{len(rows)} primary claim verdicts: {', '.join(known + other)}."
+    rep = _replicated(rows, replicate)
+    if rep is not None:
+        line += f" {_held(rows, rep)} of {len(rows)} are the same on the other seed set."
+    return line
 
 
 def wall_line(run: Path, wall_s: float | None) -> str:
@@ -177,34 +205,65 @@ def wall_line(run: Path, wall_s: float | None) -> str:
     return f"Wall time **{wall}** (`make demo`, `.venv` present), {jobs} timed jobs."
 
 
-def demo_block(
-    run: Path, *, wall_s: float | None = None, replicate: Path | None = None, note: str = ""
-) -> str:
-    """The Markdown between the README's demo markers."""
+def _header(run: Path, replicate: Path | None) -> str:
     prov = provenance(run)
     _, started = run_hosts(run)
     seeds = f" Replication: `{replicate}`." if replicate is not None else ""
-    lines = [
+    return (
         f"*Generated by `tools/demo_block.py` from `{run}` (commit `{prov['commit']}`, "
         f"config `{prov['config_hash']}`, started {started}) on {machine_line(run)}.{seeds} "
-        f"{FLOAT_NOTE}*",
+        f"{FLOAT_NOTE}*"
+    )
+
+
+def results_doc(
+    run: Path, *, wall_s: float | None = None, replicate: Path | None = None, note: str = ""
+) -> str:
+    """``docs/demo-results.md``: every number of the demo run the docs quote."""
+    lines = [
+        "# The demo's results",
+        "",
+        "What `make demo` produced on the machine named below: generated from the run's "
+        "files, never typed. The README quotes the first lines.",
+        "",
+        _header(run, replicate),
         "",
         f"{wall_line(run, wall_s)} {note}".rstrip(),
         "",
         stagetimes.to_markdown(stagetimes.stage_times(run)),
         "",
-        "**Teachers** (`tables/teachers.csv`):",
+        "## Teachers (`tables/teachers.csv`)",
         "",
         *teachers_section(run),
         "",
-        "**Students** (mean ± sd over seeds; fidelity gain 0 = no better than the teacher's "
-        "mean direction, 1 = a perfect fit):",
+        "## Students",
+        "",
+        "Mean ± sd over seeds; fidelity gain 0 = no better than the teacher's mean "
+        "direction, 1 = a perfect fit.",
         "",
         *students_section(run),
         "",
-        "**Primary claim verdicts** (`tables/claims.md` has every row and why):",
+        "## Primary claim verdicts",
+        "",
+        "`tables/claims.md` has every row and why.",
         "",
         *claims_section(run, replicate),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def readme_block(
+    run: Path, *, wall_s: float | None = None, replicate: Path | None = None, note: str = ""
+) -> str:
+    """The README's short block: machine, wall time, teachers, the verdicts counted."""
+    lines = [
+        _header(run, replicate),
+        "",
+        f"{wall_line(run, wall_s)} {note}".rstrip(),
+        "",
+        *teachers_section(run),
+        "",
+        f"{verdict_count_line(run, replicate)} Every student, stage and verdict: [{DOC}]({DOC}).",
     ]
     return "\n".join(lines)
 
@@ -229,14 +288,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wall-s", type=float, help="the run's measured wall time, seconds")
     parser.add_argument("--note", default="", help="what else ran meanwhile (machine load)")
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
-    parser.add_argument("--print", action="store_true", help="print the block, write nothing")
+    parser.add_argument("--doc", type=Path, default=ROOT / DOC, help=f"default: {DOC}")
+    parser.add_argument("--print", action="store_true", help="print both, write nothing")
     args = parser.parse_args(argv)
+    kw = {"wall_s": args.wall_s, "replicate": args.replicate, "note": args.note}
     try:
-        block = demo_block(args.run, wall_s=args.wall_s, replicate=args.replicate, note=args.note)
+        block, doc = readme_block(args.run, **kw), results_doc(args.run, **kw)
         if args.print:
-            print(block)
+            print(f"{block}\n\n{doc}")
         else:
-            args.readme.write_text(replace_block(args.readme.read_text(), block))
+            readme = replace_block(args.readme.read_text(), block)
+            args.doc.write_text(doc)
+            args.readme.write_text(readme)
     except BlockError as err:
         print(f"demo_block: {err}", file=sys.stderr)
         return 2
