@@ -56,3 +56,18 @@ def test_job_writes_its_times_on_success_only(tmp_path: Path) -> None:
     jobs = read_jobs(tmp_path / "results" / "demo")
     assert jobs["rule"].tolist() == ["train"] and jobs["job"].tolist() == ["train/a/seed0"]
     assert stage_times(tmp_path / "results" / "demo")["jobs"].tolist() == [1]
+
+
+def test_a_forked_child_does_not_double_the_peak() -> None:
+    """A child forked from a big process counts the parent's pages as its own: the row
+    takes the larger peak, never the sum."""
+    code = (
+        "import subprocess, numpy as np\n"
+        "from kdspectra.runtime.jobstats import JobStats\n"
+        "stats = JobStats()\n"
+        "block = np.ones(256 * 2**20 // 8)\n"
+        "subprocess.run(['true'], check=True)\n"
+        "print(stats.row()['max_rss'])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert 256 <= float(out.stdout) < 256 + 200

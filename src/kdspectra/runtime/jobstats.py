@@ -11,8 +11,10 @@ it runs:
 - ``s``: wall seconds since the process started (interpreter start-up and imports
   included, as a user waits for them), from ``/proc`` on Linux; elsewhere since
   :class:`JobStats` was created;
-- ``max_rss``: peak resident memory in MB (MiB, as Snakemake's) of the job process, plus
-  the largest child it waited for (an upper bound when it had children);
+- ``max_rss``: peak resident memory in MB (MiB, as Snakemake's): the larger of the job
+  process's peak and its largest waited-for child's. Not their sum: a child forked from a
+  1 GB process (to run ``git`` or ``ldconfig``) counts the parent's shared pages as its
+  own, so a sum counted them twice (1.5 GB for a 1 GB training job);
 - ``cpu_time``: user + system CPU seconds of the process and its children;
 - ``io_in``/``io_out``: MB read from and written to block devices;
 - ``mean_load``: ``cpu_time`` as a percentage of ``s``.
@@ -78,7 +80,7 @@ class JobStats:
         return {
             "s": round(seconds, 4),
             "h:m:s": f"{hours}:{minutes:02d}:{secs:02d}",
-            "max_rss": round(_rss_mb(me) + _rss_mb(kids), 2),
+            "max_rss": round(max(_rss_mb(me), _rss_mb(kids)), 2),
             "max_vms": "NA",
             "max_uss": "NA",
             "max_pss": "NA",
