@@ -245,6 +245,11 @@ def test_snakemake_report_renders(tiny_run: Path) -> None:
     # The landing page describes the run, and every table is an HTML page shown inline.
     assert "kdspectra: run" in html and "System Message" not in html
     assert "table1.html" in html and "claims.html" in html and "Table files" in html
+    # Snakemake's report finds a row's file by its label values joined with commas: a
+    # comma inside a value made "The paper's tables" a blank page in Chromium.
+    results = json.loads(re.search(r"^\s*var results = (\{.*\});$", html, re.M).group(1))
+    labels = [str(v) for r in results.values() for v in (r.get("labels") or {}).values()]
+    assert labels and not [v for v in labels if "," in v]
 
 
 def test_claims_both_ers_and_provenance_sidecars(tiny_run: Path) -> None:

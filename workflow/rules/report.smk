@@ -27,18 +27,20 @@ localrules:
 # The report (`snakemake --report`) names each table and figure by what it is, not by its
 # path: category / subcategory, then labels. "Tables" holds every table as an HTML page
 # (the report shows HTML inline; a .md or .csv is only a download); "Table files" the CSV
-# and Markdown files themselves, with their captions.
+# and Markdown files themselves, with their captions. No label may hold a comma: the report
+# keys a subcategory's rows by their label values joined with commas, and one comma inside
+# a value leaves a row without its file (the page goes blank in the browser).
 TABLE_INFO = {
-    "table1": ("The paper's tables", "Table I", "effective rank, cosine students"),
-    "table2": ("The paper's tables", "Table II", "effective rank, cosine + InfoNCE"),
+    "table1": ("The paper's tables", "Table I", "effective rank of cosine students"),
+    "table2": ("The paper's tables", "Table II", "effective rank with cosine + InfoNCE"),
     "ablation": ("The paper's tables", "Ablation", "effective rank by architecture"),
-    "claims": ("Claims", "Claims judged", "each claim: ours, interval, verdict"),
+    "claims": ("Claims", "Claims judged", "each claim with interval and verdict"),
     "paper_comparison": ("Claims", "Paper vs this run", "every number of the paper"),
     "fig2": ("Data behind the figures", "Figure 2 data", "effective rank per student"),
     "fig3": ("Data behind the figures", "Figure 3 data", "accuracy under noise"),
     "fig4": ("Data behind the figures", "Figure 4 data", "geometry during training"),
-    "teachers": ("Beyond the paper", "Teachers", "teacher geometry, probe, kNN"),
-    "geometry": ("Beyond the paper", "Geometry", "RankMe, alpha-ReQ, uniformity, CKA"),
+    "teachers": ("Beyond the paper", "Teachers", "teacher geometry and accuracy"),
+    "geometry": ("Beyond the paper", "Geometry", "RankMe / alpha-ReQ / uniformity / CKA"),
     "corruptions": ("Beyond the paper", "Corruptions", "common corruptions"),
 }
 FIGURE_INFO = {
