@@ -32,7 +32,7 @@ localrules:
 # a value leaves a row without its file (the page goes blank in the browser).
 TABLE_INFO = {
     "table1": ("The paper's tables", "Table I", "effective rank of cosine students"),
-    "table2": ("The paper's tables", "Table II", "effective rank with cosine + InfoNCE"),
+    "table2": ("The paper's tables", "Table II", "effective rank with InfoNCE"),
     "ablation": ("The paper's tables", "Ablation", "effective rank by architecture"),
     "claims": ("Claims", "Claims judged", "each claim with interval and verdict"),
     "paper_comparison": ("Claims", "Paper vs this run", "every number of the paper"),
@@ -40,7 +40,7 @@ TABLE_INFO = {
     "fig3": ("Data behind the figures", "Figure 3 data", "accuracy under noise"),
     "fig4": ("Data behind the figures", "Figure 4 data", "geometry during training"),
     "teachers": ("Beyond the paper", "Teachers", "teacher geometry and accuracy"),
-    "geometry": ("Beyond the paper", "Geometry", "RankMe / alpha-ReQ / uniformity / CKA"),
+    "geometry": ("Beyond the paper", "Geometry", "RankMe / α-ReQ / uniformity / CKA"),
     "corruptions": ("Beyond the paper", "Corruptions", "common corruptions"),
 }
 FIGURE_INFO = {
